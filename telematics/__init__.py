@@ -1,0 +1,1 @@
+"""Fleet-safety telematics service."""

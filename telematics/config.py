@@ -1,0 +1,80 @@
+"""Settings, read once from ``TELEMATICS_*`` environment variables.
+
+Every setting is documented in the README's Settings table; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from telematics.errors import ConfigError
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: must be an integer, got {raw!r}") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None  # None → embedded PostgreSQL in data_dir/pg
+    data_dir: Path = field(default_factory=lambda: Path("var"))
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    rules_file: str | None = None
+    max_pending_items: int = 20_000  # writer backlog before ingest stops reading sockets
+    max_flush_items: int = 10_000
+    db_pool_size: int = 4
+    idle_timeout_s: float = 60.0
+    ping_interval_s: float = 20.0
+    intervention_resend_s: float = 5.0
+    intervention_expire_s: float = 3600.0
+    max_frames_per_s: float = 200.0  # per unit; above it the server reads slower and says so
+    frame_burst: float = 2_000.0
+    garbage_limit: int = 50  # consecutive bad frames before closing with 1008
+    log_level: str = "INFO"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment (unset → defaults)."""
+    env = os.environ.get
+    return Settings(
+        database_url=env("TELEMATICS_DATABASE_URL") or None,
+        data_dir=Path(env("TELEMATICS_DATA_DIR") or "var"),
+        host=env("TELEMATICS_HOST") or "127.0.0.1",
+        port=_env_int("TELEMATICS_PORT", 8080),
+        workers=_env_int("TELEMATICS_WORKERS", 1),
+        rules_file=env("TELEMATICS_RULES_FILE") or None,
+        max_pending_items=_env_int("TELEMATICS_MAX_PENDING_ITEMS", 20_000),
+        max_flush_items=_env_int("TELEMATICS_MAX_FLUSH_ITEMS", 10_000),
+        db_pool_size=_env_int("TELEMATICS_DB_POOL_SIZE", 4),
+        idle_timeout_s=_env_float("TELEMATICS_IDLE_TIMEOUT_S", 60.0),
+        ping_interval_s=_env_float("TELEMATICS_PING_INTERVAL_S", 20.0),
+        intervention_resend_s=_env_float("TELEMATICS_INTERVENTION_RESEND_S", 5.0),
+        intervention_expire_s=_env_float("TELEMATICS_INTERVENTION_EXPIRE_S", 3600.0),
+        max_frames_per_s=_env_float("TELEMATICS_MAX_FRAMES_PER_S", 200.0),
+        frame_burst=_env_float("TELEMATICS_FRAME_BURST", 2_000.0),
+        garbage_limit=_env_int("TELEMATICS_GARBAGE_LIMIT", 50),
+        log_level=env("TELEMATICS_LOG_LEVEL") or "INFO",
+    )

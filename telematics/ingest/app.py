@@ -1,0 +1,67 @@
+"""The aiohttp application: device endpoint, health and stats, background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from telematics.classify.rules import load_rules
+from telematics.config import Settings
+from telematics.ingest.device import device_endpoint
+from telematics.ingest.hub import Hub
+from telematics.ingest.keys import HUB
+from telematics.store.database import create_pool
+from telematics.store.migrate import migrate
+
+log = logging.getLogger(__name__)
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[HUB].snapshot())
+
+
+def build_app(settings: Settings, database_url: str) -> web.Application:
+    app = web.Application()
+    rules = load_rules(settings.rules_file)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        pool = await create_pool(database_url, settings.db_pool_size)
+        async with pool.acquire() as conn:
+            applied = await migrate(conn)
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        hub = Hub(settings, pool, rules)
+        app[HUB] = hub
+        tasks = [
+            asyncio.create_task(hub.writer.run(), name="writer"),
+            asyncio.create_task(hub.run_sender(), name="sender"),
+            asyncio.create_task(hub.run_sweeper(), name="sweeper"),
+        ]
+        yield
+        # Shutdown: stop the units, commit what was received, then stop the timers.
+        await hub.close_all()
+        await hub.writer.close()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(tasks[0]), timeout=30)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await pool.close()
+
+    async def close_units(app: web.Application) -> None:
+        await app[HUB].close_all()  # so handlers end now, not at the shutdown timeout
+
+    app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(close_units)
+    app.router.add_get("/v1/device", device_endpoint)
+    app.router.add_get("/healthz", health)
+    app.router.add_get("/v1/stats", stats)
+    return app

@@ -1,0 +1,190 @@
+"""One unit's WebSocket connection: the I/O shell around DeviceSession and VehicleProcessor."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from telematics.ingest.ratelimit import TokenBucket
+from telematics.pipeline import StorePlan, VehicleProcessor, iso_ms
+from telematics.protocol.messages import Rejection
+from telematics.protocol.session import DeviceSession, error_frame
+
+if TYPE_CHECKING:
+    from telematics.ingest.hub import Hub
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 256 * 1024  # protocol limit; larger frames close with 1009
+KEEP_RAW_BYTES = 4 * 1024 * 1024  # larger than this is not even read (aiohttp closes 1009)
+CLOSE_TOO_BIG = 1009
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+
+
+@dataclass(slots=True)
+class Outstanding:
+    frame: bytes
+    last_sent: float  # monotonic
+    issued: float  # monotonic
+
+
+class DeviceConnection:
+    def __init__(
+        self,
+        hub: Hub,
+        ws: web.WebSocketResponse,
+        request: web.Request,
+        session: DeviceSession,
+        processor: VehicleProcessor,
+    ) -> None:
+        self.hub = hub
+        self.ws = ws
+        self.request = request
+        self.session = session
+        self.processor = processor
+        self.vehicle_id = session.vehicle_id
+        settings = hub.settings
+        self.bucket = TokenBucket(settings.max_frames_per_s, settings.frame_burst, time.monotonic())
+        self.last_activity = time.monotonic()
+        self.last_ping = self.last_activity
+        self.outstanding: dict[str, Outstanding] = {}
+        self.closed = False
+        self._out: list[bytes] = []
+        self._last_rate_warning = 0.0
+
+    # -- receiving -------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        ws = self.ws
+        while not self.closed:
+            msg = await ws.receive()
+            self.last_activity = time.monotonic()
+            kind = msg.type
+            if kind is WSMsgType.TEXT:
+                await self._frame(msg.data)
+            elif kind is WSMsgType.PING:
+                await ws.pong(msg.data)
+            elif kind is WSMsgType.PONG:
+                continue
+            elif kind is WSMsgType.BINARY:
+                await self._reject_frame("bad_json", "frame: must be a text frame", msg.data)
+            elif kind is WSMsgType.ERROR:
+                await self._protocol_error(msg.data)
+                return
+            else:  # CLOSE, CLOSING, CLOSED
+                return
+
+    async def _frame(self, data: bytes) -> None:
+        if len(data) > MAX_FRAME_BYTES:
+            await self._reject_frame(
+                "invalid_item", f"frame: larger than {MAX_FRAME_BYTES // 1024} KiB", data
+            )
+            await self.close(CLOSE_TOO_BIG, "frame too large")
+            return
+        wait = self.bucket.take(time.monotonic())
+        if wait > 0:
+            await self._slow_down(wait)
+        now = datetime.now(UTC)
+        inbound = self.session.receive(data, now)
+        for reply in inbound.replies:
+            self.post(reply)
+        for ack in inbound.intervention_acks:
+            self.outstanding.pop(ack.id, None)
+        self.hub.stats.count_inbound(inbound)
+        if inbound.items or inbound.rejected or inbound.intervention_acks:
+            plan = self.processor.process(
+                inbound.items, inbound.rejected, inbound.intervention_acks, now
+            )
+            await self.hub.writer.submit(plan, self.committed)
+        if inbound.close_code is not None:
+            await self.close(inbound.close_code, "too many bad frames")
+
+    async def _slow_down(self, wait: float) -> None:
+        """Over the frame rate: say so (at most once a second) and read slower; drop nothing."""
+        now = time.monotonic()
+        if now - self._last_rate_warning >= 1.0:
+            self._last_rate_warning = now
+            rate = self.hub.settings.max_frames_per_s
+            self.post(
+                {
+                    "type": "error",
+                    "code": "rate_limited",
+                    "message": f"more than {rate:g} frames/s; the server is reading slower",
+                }
+            )
+        await asyncio.sleep(wait)
+
+    async def _reject_frame(self, code: str, message: str, raw: bytes) -> None:
+        rejection = Rejection(code, message, raw[:KEEP_RAW_BYTES])
+        self.post(error_frame(rejection))
+        plan = self.processor.process([], [rejection], [], datetime.now(UTC))
+        await self.hub.writer.submit(plan, self.committed)
+
+    async def _protocol_error(self, exc: BaseException) -> None:
+        """aiohttp refused the frame (e.g. beyond KEEP_RAW_BYTES, bad UTF-8 in a close)."""
+        reason = f"frame: {exc}"[:500]
+        log.info("vehicle %s: websocket error: %s", self.vehicle_id, reason)
+        plan = self.processor.process(
+            [], [Rejection("invalid_item", reason, b"")], [], datetime.now(UTC)
+        )
+        await self.hub.writer.submit(plan, self.committed)
+
+    # -- sending ---------------------------------------------------------------------
+
+    def post(self, frame: dict[str, Any]) -> None:
+        self.send_later(orjson.dumps(frame))
+
+    def send_later(self, payload: bytes) -> None:
+        if self.closed:
+            return
+        self._out.append(payload)
+        self.hub.mark_dirty(self)
+
+    def write_buffer_size(self) -> int:
+        transport = self.request.transport
+        return 0 if transport is None else transport.get_write_buffer_size()
+
+    async def flush_out(self) -> None:
+        out, self._out = self._out, []
+        try:
+            for payload in out:
+                await self.ws.send_frame(payload, WSMsgType.TEXT)
+        except (ConnectionError, RuntimeError):
+            self.closed = True  # the reader side notices and cleans up
+
+    def committed(self, plan: StorePlan) -> None:
+        """Writer callback: the plan is durable; ack it and act in the cab."""
+        ack = self.session.committed(plan.max_seq) if plan.max_seq else None
+        if ack is not None:
+            self.post(ack)
+        now = time.monotonic()
+        for intervention in plan.interventions:
+            payload = orjson.dumps(intervention.frame())
+            self.outstanding[intervention.id] = Outstanding(payload, now, now)
+            self.send_later(payload)
+        self.hub.stats.count_committed(plan)
+
+    def resend(self, frames: list[tuple[str, dict[str, Any], float]]) -> None:
+        """Queue interventions loaded from the database (issued on an earlier connection)."""
+        now = time.monotonic()
+        for ident, frame, age_s in frames:
+            payload = orjson.dumps(frame)
+            self.outstanding[ident] = Outstanding(payload, now, now - age_s)
+            self.send_later(payload)
+
+    async def close(self, code: int, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            await self.ws.close(code=code, message=reason.encode())
+
+
+def welcome_time() -> str:
+    return iso_ms(datetime.now(UTC))

@@ -1,0 +1,266 @@
+"""Per-vehicle tire state: derives tire alarms from telemetry, one reading at a time.
+
+A condition raises a candidate on onset or when its severity rises, never on every
+reading; it clears silently once the value is back inside its threshold by
+``rules.clear_margin`` (a fraction of the threshold), so a later onset alerts again.
+Within one episode the severity only goes up: a value hovering at a band edge must
+not re-alert the driver every few seconds.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from telematics.classify.alarms import SEVERITY_RANK, AlarmCandidate
+from telematics.classify.rules import Rules
+from telematics.fleet import Vehicle
+from telematics.protocol.messages import Telemetry, TireReading
+
+LOW, HIGH, TEMP = "tire_pressure_low", "tire_pressure_high", "tire_temp_high"
+SLOW_LEAK, FAST_LEAK = "tire_slow_leak", "tire_fast_leak"
+
+ATM_KPA = 101.325
+REF_K = 293.15  # 20 °C: pressures are compared as if the tire were cold
+FAST_LEAK_MIN_SPAN_S = 10.0  # two readings closer than this make sensor noise look like a leak
+# A fitted drop smaller than this is within TPMS resolution (a few kPa per LSB): 4 kPa of
+# jitter across 10 s would otherwise read as −24 kPa/min.
+FAST_LEAK_MIN_DROP_KPA = 10.0
+SLOW_LEAK_MIN_POINTS = 5
+_MAX_POINTS = 4096  # hard bound per window even for a unit reporting far faster than 1 Hz
+_RESUM_EVERY = 1024  # recompute running sums now and then so float drift cannot build up
+
+
+def _minus(slope: float | None, digits: int) -> str:
+    """A falling slope as dispatchers read it: ``−34``."""
+    return f"−{abs(slope or 0.0):.{digits}f}"
+
+
+def cold_kpa(kpa: float, temp_c: float | None) -> float:
+    """Gauge pressure the tire would have at 20 °C (ideal gas, constant volume)."""
+    if temp_c is None:
+        return kpa
+    return (kpa + ATM_KPA) * REF_K / (temp_c + 273.15) - ATM_KPA
+
+
+class _Window:
+    """Points (t seconds, kPa) of the last ``span_s`` with running least-squares sums."""
+
+    def __init__(self, span_s: float) -> None:
+        self.span_s = span_s
+        self.points: deque[tuple[float, float]] = deque(maxlen=_MAX_POINTS)
+        self._origin = 0.0  # t is kept relative to this so t² stays small
+        self._adds = 0
+        self._reset_sums()
+
+    def _reset_sums(self) -> None:
+        self._n = 0
+        self._st = self._sp = self._stt = self._stp = 0.0
+        if self.points:
+            self._origin = self.points[0][0]
+        for t, p in self.points:
+            self._acc(t, p, 1)
+
+    def _acc(self, t: float, p: float, sign: int) -> None:
+        x = t - self._origin
+        self._n += sign
+        self._st += sign * x
+        self._sp += sign * p
+        self._stt += sign * x * x
+        self._stp += sign * x * p
+
+    def add(self, t: float, p: float) -> None:
+        if not self.points:
+            self._origin = t
+        if len(self.points) == self.points.maxlen:
+            self._acc(*self.points[0], -1)  # deque drops it on append
+        self.points.append((t, p))
+        self._acc(t, p, 1)
+        while self.points[0][0] < t - self.span_s:
+            self._acc(*self.points.popleft(), -1)
+        self._adds += 1
+        if self._adds % _RESUM_EVERY == 0:
+            self._reset_sums()
+
+    def span(self) -> float:
+        return self.points[-1][0] - self.points[0][0] if self.points else 0.0
+
+    def slope_per_min(self) -> float | None:
+        """Least-squares slope in kPa/min, None with fewer than two distinct times."""
+        n = self._n
+        if n < 2:
+            return None
+        var = self._stt - self._st * self._st / n
+        if var <= 1e-9:
+            return None
+        return (self._stp - self._st * self._sp / n) / var * 60.0
+
+
+@dataclass
+class _Tire:
+    slow: _Window  # cold-compensated kPa
+    fast: _Window  # gauge kPa
+    newest: datetime | None = None
+    last_temp: float | None = None
+    active: dict[str, str] = field(default_factory=dict)  # kind → peak severity this episode
+
+
+# What one check says about a condition right now: the severity if present, else
+# whether the value is clearly back to normal (False = hysteresis band or no data: hold).
+_Verdict = tuple[str | None, bool]
+_HOLD: _Verdict = (None, False)
+_CLEAR: _Verdict = (None, True)
+
+
+class TireMonitor:
+    """Tire conditions of one vehicle; feed it that vehicle's telemetry in arrival order."""
+
+    def __init__(self, vehicle: Vehicle, rules: Rules) -> None:
+        self.vehicle = vehicle
+        self.rules = rules
+        self._tires: dict[str, _Tire] = {}
+
+    def active(self) -> dict[str, frozenset[str]]:
+        """Tire position → kinds of its active conditions (positions with none are left out)."""
+        return {pos: frozenset(t.active) for pos, t in self._tires.items() if t.active}
+
+    def update(self, telemetry: Telemetry) -> list[AlarmCandidate]:
+        out: list[AlarmCandidate] = []
+        for reading in telemetry.tires:
+            tire = self._tires.get(reading.pos)
+            if tire is None:
+                tire = _Tire(
+                    _Window(self.rules.leak_window_s), _Window(self.rules.fast_leak_window_s)
+                )
+                self._tires[reading.pos] = tire
+            # An older (or same-time, i.e. resent) reading would corrupt the slope windows.
+            if tire.newest is not None and telemetry.ts <= tire.newest:
+                continue
+            tire.newest = telemetry.ts
+            if reading.temp_c is not None:
+                tire.last_temp = reading.temp_c
+            out.extend(self._check(tire, reading, telemetry))
+        return out
+
+    def _check(self, tire: _Tire, r: TireReading, tm: Telemetry) -> list[AlarmCandidate]:
+        out: list[AlarmCandidate] = []
+
+        # Reasons are built only when a candidate goes out, not on every reading.
+        def apply(kind: str, verdict: _Verdict, reason: Callable[[], str]) -> None:
+            severity, cleared = verdict
+            current = tire.active.get(kind)
+            if severity is None:
+                if cleared and current is not None:
+                    del tire.active[kind]
+                return
+            if current is None or SEVERITY_RANK[severity] > SEVERITY_RANK[current]:
+                tire.active[kind] = severity
+                out.append(self._candidate(kind, severity, reason(), r.pos, tm))
+
+        pos, temp_c, kpa = r.pos, r.temp_c, r.kpa
+        if temp_c is not None:
+            apply(TEMP, self._temp(temp_c), lambda: f"tire {pos} {temp_c:.0f} °C")
+        if kpa is None:
+            return out
+        placard = self.vehicle.placard_kpa
+        if placard > 0:  # a vehicle record without a placard cannot judge low/high
+
+            def share() -> str:
+                return f"tire {pos} {kpa:.0f} kPa, {kpa / placard:.0%} of placard {placard:.0f} kPa"
+
+            apply(LOW, self._low(kpa, placard), share)
+            apply(HIGH, self._high(kpa, placard), share)
+
+        # A cooling tire loses gauge pressure; compensating keeps that from looking like a
+        # slow leak. The fast window stays on gauge kPa: within a minute the gas effect is
+        # small, while 1 °C of sensor noise moves compensated pressure by ~3 kPa.
+        t = tm.ts.timestamp()
+        tire.slow.add(t, cold_kpa(kpa, tire.last_temp))
+        tire.fast.add(t, kpa)
+        fast, slow = tire.fast, tire.slow
+        apply(
+            FAST_LEAK,
+            self._fast_leak(fast, tm.speed_kmh),
+            lambda: (
+                f"fast leak on {pos}: {_minus(fast.slope_per_min(), 0)} kPa/min "
+                f"at {tm.speed_kmh:.0f} km/h"
+            ),
+        )
+        # While a fast leak is active the same leak is already alarmed, more severely.
+        apply(
+            SLOW_LEAK,
+            _HOLD if FAST_LEAK in tire.active else self._slow_leak(slow),
+            lambda: (
+                f"slow leak on {pos}: {_minus(slow.slope_per_min(), 1)} kPa/min "
+                f"over {slow.span() / 60:.0f} min"
+            ),
+        )
+        return out
+
+    def _low(self, kpa: float, placard: float) -> _Verdict:
+        rl = self.rules
+        if kpa < placard * rl.low_pressure_moderate_ratio:
+            return ("moderate", False)
+        if kpa < placard * rl.low_pressure_ratio:
+            return ("general", False)
+        cleared = kpa >= placard * rl.low_pressure_ratio * (1 + rl.clear_margin)
+        return _CLEAR if cleared else _HOLD
+
+    def _high(self, kpa: float, placard: float) -> _Verdict:
+        rl = self.rules
+        if kpa > placard * rl.high_pressure_ratio:
+            return ("general", False)
+        cleared = kpa <= placard * rl.high_pressure_ratio * (1 - rl.clear_margin)
+        return _CLEAR if cleared else _HOLD
+
+    def _temp(self, temp_c: float) -> _Verdict:
+        rl = self.rules
+        if temp_c >= rl.severe_temp_c:
+            return ("severe", False)
+        if temp_c >= rl.high_temp_c:
+            return ("moderate", False)
+        return _CLEAR if temp_c < rl.high_temp_c * (1 - rl.clear_margin) else _HOLD
+
+    def _slow_leak(self, w: _Window) -> _Verdict:
+        rl = self.rules
+        slope = w.slope_per_min()
+        # A short span is noise either way: it neither raises nor clears a slow leak.
+        if slope is None or len(w.points) < SLOW_LEAK_MIN_POINTS:
+            return _HOLD
+        if w.span() < rl.slow_leak_min_span_s:
+            return _HOLD
+        if slope <= -rl.slow_leak_kpa_per_min:
+            return ("general", False)
+        return _CLEAR if slope > -rl.slow_leak_kpa_per_min * (1 - rl.clear_margin) else _HOLD
+
+    def _fast_leak(self, w: _Window, speed_kmh: float) -> _Verdict:
+        rl = self.rules
+        slope = w.slope_per_min()
+        if slope is None or w.span() < FAST_LEAK_MIN_SPAN_S:
+            return _HOLD
+        rate = -slope
+        if rate >= rl.fast_leak_kpa_per_min and rate * w.span() / 60 >= FAST_LEAK_MIN_DROP_KPA:
+            at_speed = speed_kmh >= rl.fast_leak_severe_speed_kmh
+            return ("severe" if at_speed else "moderate", False)
+        return _CLEAR if rate < rl.fast_leak_kpa_per_min * (1 - rl.clear_margin) else _HOLD
+
+    def _candidate(
+        self, kind: str, severity: str, reason: str, pos: str, tm: Telemetry
+    ) -> AlarmCandidate:
+        return AlarmCandidate(
+            vehicle_id=self.vehicle.id,
+            kind=kind,
+            key=f"{kind}:{pos}",
+            severity=severity,
+            reason=reason,
+            seq=tm.seq,
+            ts=tm.ts,
+            derived=True,
+            level=None,
+            tire_pos=pos,
+            lat=tm.lat,
+            lon=tm.lon,
+            speed_kmh=tm.speed_kmh,
+        )

@@ -1,0 +1,185 @@
+"""Vehicles, fleets and device tokens: registration, revocation, authentication."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from telematics.errors import TelematicsError, UnknownVehicle
+from telematics.fleet import CLASS_PROFILES, VEHICLE_CLASSES, Vehicle
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+@dataclass(frozen=True)
+class NewVehicle:
+    id: str
+    fleet_id: str
+    vehicle_class: str
+    plate: str | None = None
+
+
+def check_new_vehicle(v: NewVehicle) -> None:
+    if not v.id or len(v.id) > 64 or not v.id.isprintable() or "," in v.id:
+        raise TelematicsError(f"vehicle id {v.id!r}: 1–64 printable characters, no commas")
+    if v.vehicle_class not in VEHICLE_CLASSES:
+        raise TelematicsError(
+            f"vehicle {v.id}: class must be one of {', '.join(VEHICLE_CLASSES)},"
+            f" got {v.vehicle_class!r}"
+        )
+    if not v.fleet_id:
+        raise TelematicsError(f"vehicle {v.id}: fleet is required")
+
+
+async def add_vehicles(
+    conn: asyncpg.Connection, vehicles: Iterable[NewVehicle]
+) -> list[tuple[str, str]]:
+    """Register vehicles (creating their fleets); returns ``(id, token)`` per vehicle."""
+    batch = list(vehicles)
+    for v in batch:
+        check_new_vehicle(v)
+    ids = [v.id for v in batch]
+    if len(set(ids)) != len(ids):
+        raise TelematicsError("duplicate vehicle ids in input")
+    tokens = [new_token() for _ in batch]
+    async with conn.transaction():
+        existing = await conn.fetch("SELECT id FROM vehicles WHERE id = ANY($1::text[])", ids)
+        if existing:
+            shown = ", ".join(sorted(r["id"] for r in existing)[:5])
+            raise TelematicsError(f"already registered: {shown}")
+        await conn.execute(
+            "INSERT INTO fleets (id, name) SELECT f, f FROM unnest($1::text[]) f"
+            " ON CONFLICT DO NOTHING",
+            sorted({v.fleet_id for v in batch}),
+        )
+        profiles = [CLASS_PROFILES[v.vehicle_class] for v in batch]
+        await conn.copy_records_to_table(
+            "vehicles",
+            columns=("id", "fleet_id", "vehicle_class", "plate", "tire_layout", "placard_kpa"),
+            records=[
+                (v.id, v.fleet_id, v.vehicle_class, v.plate, list(p.tire_layout), p.placard_kpa)
+                for v, p in zip(batch, profiles, strict=True)
+            ],
+        )
+        await conn.copy_records_to_table(
+            "device_tokens",
+            columns=("token_hash", "vehicle_id"),
+            records=[(token_hash(t), v.id) for v, t in zip(batch, tokens, strict=True)],
+        )
+        await conn.copy_records_to_table(
+            "ingest_cursor", columns=("vehicle_id",), records=[(v.id,) for v in batch]
+        )
+    return list(zip(ids, tokens, strict=True))
+
+
+async def revoke_vehicle(conn: asyncpg.Connection, vehicle_id: str) -> int:
+    """Revoke every live token of a vehicle; returns how many were revoked."""
+    if not await conn.fetchval("SELECT 1 FROM vehicles WHERE id = $1", vehicle_id):
+        raise UnknownVehicle(f"no vehicle {vehicle_id!r}")
+    status: str = await conn.execute(
+        "UPDATE device_tokens SET revoked_at = now() WHERE vehicle_id = $1 AND revoked_at IS NULL",
+        vehicle_id,
+    )
+    return int(status.split()[-1])
+
+
+def _vehicle(row: Any) -> Vehicle:
+    return Vehicle(
+        row["id"],
+        row["fleet_id"],
+        row["vehicle_class"],
+        row["plate"],
+        tuple(row["tire_layout"]),
+        float(row["placard_kpa"]),
+    )
+
+
+async def authenticate(conn: asyncpg.Connection, token: str) -> tuple[Vehicle, int] | None:
+    """The vehicle of a live token and its stored ``last_seq``, or None."""
+    row = await conn.fetchrow(
+        """SELECT v.*, c.last_seq FROM device_tokens t
+           JOIN vehicles v ON v.id = t.vehicle_id
+           JOIN ingest_cursor c ON c.vehicle_id = v.id
+           WHERE t.token_hash = $1 AND t.revoked_at IS NULL""",
+        token_hash(token),
+    )
+    if row is None:
+        return None
+    return _vehicle(row), int(row["last_seq"])
+
+
+async def token_is_live(conn: asyncpg.Connection, token: str) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT 1 FROM device_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+            token_hash(token),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class PendingIntervention:
+    id: str
+    alarm_id: str
+    severity: str
+    action: str
+    message: str
+    cause_seq: int
+    cause_kind: str
+    issued_at: datetime
+
+
+async def pending_interventions(
+    conn: asyncpg.Connection, vehicle_id: str, since: datetime
+) -> list[PendingIntervention]:
+    """Interventions not yet delivered to the cab, oldest first, to resend on connect."""
+    rows = await conn.fetch(
+        """SELECT id, alarm_id, severity, action, message, cause_seq, cause_kind, issued_at
+           FROM interventions WHERE vehicle_id = $1 AND status = 'issued' AND issued_at >= $2
+           ORDER BY issued_at""",
+        vehicle_id,
+        since,
+    )
+    return [PendingIntervention(**dict(r)) for r in rows]
+
+
+async def recent_alarms(
+    conn: asyncpg.Connection, vehicle_id: str, since: datetime
+) -> list[tuple[str, str, str, datetime]]:
+    """``(key, id, severity, last_ts)`` of alarms still inside their cool-down window."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT ON (key) key, id, severity, last_ts FROM alarms
+           WHERE vehicle_id = $1 AND last_ts >= $2 ORDER BY key, last_ts DESC""",
+        vehicle_id,
+        since,
+    )
+    return [(r["key"], r["id"], r["severity"], r["last_ts"]) for r in rows]
+
+
+async def issue_tokens(conn: asyncpg.Connection, vehicle_ids: list[str]) -> list[tuple[str, str]]:
+    """Revoke the vehicles' live tokens and issue new ones (tokens are shown only once)."""
+    tokens = [new_token() for _ in vehicle_ids]
+    async with conn.transaction():
+        await conn.execute(
+            "UPDATE device_tokens SET revoked_at = now()"
+            " WHERE vehicle_id = ANY($1::text[]) AND revoked_at IS NULL",
+            vehicle_ids,
+        )
+        await conn.copy_records_to_table(
+            "device_tokens",
+            columns=("token_hash", "vehicle_id"),
+            records=[(token_hash(t), v) for v, t in zip(vehicle_ids, tokens, strict=True)],
+        )
+    return list(zip(vehicle_ids, tokens, strict=True))
