@@ -115,13 +115,14 @@ class Unit:
         self.welcome: dict[str, Any] = {}
 
     @classmethod
-    async def connect(cls, url: str, token: str) -> Unit:
+    async def connect(cls, url: str, token: str, ping_interval: float | None = 20) -> Unit:
         ws = await connect(
             url,
             additional_headers={"Authorization": f"Bearer {token}"},
             compression=None,
             max_size=2**22,
             open_timeout=10,
+            ping_interval=ping_interval,
         )
         unit = cls(ws)
         unit.welcome = await unit.recv()

@@ -20,7 +20,8 @@ from typing import Any
 import asyncpg
 import orjson
 
-from telematics.pipeline import StorePlan
+from telematics.classify.alarms import SEVERITY_RANK
+from telematics.pipeline import AlarmRepeat, StorePlan
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +93,17 @@ _INTERVENTION_COLS = (
 )
 _STATUS_COLS = ("intervention_id", "status", "at", "source")
 
-_TRANSIENT = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
-)
+#: SQLSTATE classes that mean "this data can never be stored": isolate and reject it.
+#: Anything else (lost connection, admin shutdown, lock timeout, even a bug of ours) is
+#: retried with backoff, because giving up would lose acknowledged-to-be data.
+_DATA_ERROR_CLASSES = frozenset(("22", "23"))
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    if isinstance(exc, (asyncpg.DataError, TypeError, ValueError)):
+        return True  # a value the driver cannot encode (raised while building the COPY)
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(exc, asyncpg.PostgresError) and str(state)[:2] in _DATA_ERROR_CLASSES
 
 
 @dataclass(slots=True)
@@ -162,9 +164,9 @@ class BatchWriter:
                     await self._flush_isolating(batch)
                     backoff = 0.05
                     break
-                except _TRANSIENT as exc:
+                except Exception as exc:  # never give up on data we owe an ack for
                     self.stats.retries += 1
-                    log.warning("flush failed (%s); retrying in %.2fs", exc, backoff)
+                    log.warning("flush failed (%r); retrying in %.2fs", exc, backoff)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
             self._pending_size -= sum(p.plan.size for p in batch)
@@ -196,9 +198,9 @@ class BatchWriter:
         """Flush the batch; if the database refuses its data, find and reject the bad plans."""
         try:
             await self._flush([p.plan for p in batch])
-        except _TRANSIENT:
-            raise
-        except asyncpg.PostgresError as exc:
+        except (asyncpg.PostgresError, asyncpg.DataError, TypeError, ValueError) as exc:
+            if not _is_data_error(exc):
+                raise
             if len(batch) == 1:
                 log.error("database refused a plan for %s: %s", batch[0].plan.vehicle_id, exc)
                 batch[0].plan = _as_rejected(batch[0].plan, f"storage refused: {exc}")
@@ -289,7 +291,19 @@ class BatchWriter:
         return new
 
     async def _repeat_alarms(self, conn: asyncpg.Connection, plans: list[StorePlan]) -> None:
-        repeats = [r for p in plans for r in p.repeats.values()]
+        # One row per alarm: an UPDATE applies only one source row per target row.
+        merged: dict[str, AlarmRepeat] = {}
+        for r in (r for p in plans for r in p.repeats.values()):
+            prior = merged.get(r.alarm_id)
+            if prior is None:
+                merged[r.alarm_id] = AlarmRepeat(**{f: getattr(r, f) for f in r.__slots__})
+                continue
+            prior.occurrences += r.occurrences
+            if r.last_seq > prior.last_seq:
+                prior.last_seq, prior.last_ts = r.last_seq, r.last_ts
+            if SEVERITY_RANK[r.severity] > SEVERITY_RANK[prior.severity]:
+                prior.severity, prior.reason = r.severity, r.reason
+        repeats = list(merged.values())
         if not repeats:
             return
         await conn.execute(
@@ -309,7 +323,7 @@ class BatchWriter:
             [r.occurrences for r in repeats],
             [r.severity for r in repeats],
             [r.reason for r in repeats],
-            [("general", "moderate", "severe").index(r.severity) for r in repeats],
+            [SEVERITY_RANK[r.severity] for r in repeats],
         )
 
     async def _device_statuses(self, conn: asyncpg.Connection, plans: list[StorePlan]) -> None:

@@ -1,0 +1,129 @@
+"""Interventions: resent until the cab acknowledges, also after a reconnect; grouped
+repeats; rises in severity; stale replays stay out of the cab."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from tests.helpers import RunningServer, Unit, add_vehicle, event, iso, start_server, telemetry
+
+
+def _is_intervention(frame: dict[str, object]) -> bool:
+    return frame["type"] == "intervention"
+
+
+async def test_resent_until_delivered(db_url: str, db: asyncpg.Connection) -> None:
+    server = await start_server(db_url, intervention_resend_s=0.5)
+    token = await add_vehicle(db_url)
+    unit = await Unit.connect(server.ws_url, token)
+    await unit.send(event(1, "phone_call", 1))
+    first = await unit.recv_until(_is_intervention)
+    again = await unit.recv_until(_is_intervention, timeout=5)  # not acked: resent
+    assert again == first
+    await unit.send({"type": "intervention_ack", "id": first["id"], "status": "delivered"})
+    await unit.send(telemetry(2))
+    await unit.ack_reaching(2)
+    with pytest.raises(TimeoutError):
+        await unit.recv_until(_is_intervention, timeout=2.5)  # delivered: no more resends
+    assert await db.fetchval("SELECT status FROM interventions") == "delivered"
+    await unit.close()
+    await server.stop()
+
+
+async def test_resent_on_the_next_connection(server: RunningServer, db: asyncpg.Connection) -> None:
+    token = await add_vehicle(server.db_url)
+    unit = await Unit.connect(server.ws_url, token)
+    await unit.send(event(1, "phone_call", 1))
+    first = await unit.recv_until(_is_intervention)
+    await unit.close()  # gone before acknowledging
+    again = await Unit.connect(server.ws_url, token)
+    resent = await again.recv_until(_is_intervention, timeout=3)
+    assert resent["id"] == first["id"]
+    await again.send({"type": "intervention_ack", "id": first["id"], "status": "delivered"})
+    await again.close()
+    third = await Unit.connect(server.ws_url, token)
+    with pytest.raises(TimeoutError):
+        await third.recv_until(_is_intervention, timeout=1.5)
+    await third.close()
+
+
+async def test_repeats_grouped_and_rise_goes_out(
+    server: RunningServer, db: asyncpg.Connection
+) -> None:
+    """Repeats within the cool-down extend one alarm; a rise in severity alerts again."""
+    token = await add_vehicle(server.db_url)
+    unit = await Unit.connect(server.ws_url, token)
+    await unit.send(event(1, "lane_departure", 1))
+    first = await unit.recv_until(_is_intervention)
+    assert first["severity"] == "general"
+    await unit.send(event(2, "lane_departure", 1))
+    await unit.send(event(3, "lane_departure", 1))
+    await unit.ack_reaching(3)
+    await unit.send(event(4, "lane_departure", 2, speed_kmh=90.0))
+    risen = await unit.recv_until(_is_intervention)
+    assert risen["severity"] == "moderate" and risen["cause"]["seq"] == 4
+    alarm = await db.fetchrow("SELECT occurrences, severity, first_seq, last_seq FROM alarms")
+    assert dict(alarm) == {"occurrences": 4, "severity": "moderate", "first_seq": 1, "last_seq": 4}
+    assert await db.fetchval("SELECT count(*) FROM interventions") == 2
+    await unit.close()
+
+
+async def test_replayed_batch_raises_no_second_alarm(
+    server: RunningServer, db: asyncpg.Connection
+) -> None:
+    token = await add_vehicle(server.db_url)
+    unit = await Unit.connect(server.ws_url, token)
+    batch = {"type": "batch", "items": [telemetry(1), event(2, "fatigue", 2), telemetry(3)]}
+    await unit.send(batch)
+    await unit.ack_reaching(3)
+    await unit.close()
+    again = await Unit.connect(server.ws_url, token)
+    await again.send(batch)
+    await again.ack_reaching(3)
+    await asyncio.sleep(0.3)
+    assert await db.fetchval("SELECT count(*) FROM alarms") == 1
+    assert await db.fetchval("SELECT count(*) FROM interventions") == 1
+    await again.close()
+
+
+async def test_stale_replay_is_stored_but_not_sent_to_the_cab(
+    server: RunningServer, db: asyncpg.Connection
+) -> None:
+    token = await add_vehicle(server.db_url)
+    unit = await Unit.connect(server.ws_url, token)
+    old = iso(datetime.now(UTC) - timedelta(minutes=10))
+    await unit.send({"type": "batch", "items": [event(1, "fatigue", 2, ts=old)]})
+    await unit.ack_reaching(1)
+    with pytest.raises(TimeoutError):
+        await unit.recv_until(_is_intervention, timeout=1.0)
+    alarm = await db.fetchrow("SELECT late, kind FROM alarms")
+    assert alarm["late"] is True and alarm["kind"] == "fatigue"
+    assert await db.fetchval("SELECT count(*) FROM interventions") == 0
+    await unit.close()
+
+
+async def test_derived_fast_leak_reaches_the_cab(
+    server: RunningServer, db: asyncpg.Connection
+) -> None:
+    """A tire losing pressure fast (from telemetry alone) triggers an intervention."""
+    token = await add_vehicle(server.db_url)
+    unit = await Unit.connect(server.ws_url, token)
+    start = datetime.now(UTC) - timedelta(seconds=60)
+    items = []
+    for i in range(7):  # 10 s apart, front-left tire loses 10 kPa every 10 s (60 kPa/min)
+        tires = [{"pos": "1L", "kpa": 850 - 10 * i, "temp_c": 40.0},
+                 {"pos": "1R", "kpa": 850, "temp_c": 40.0}]  # fmt: skip
+        items.append(telemetry(i + 1, ts=start + timedelta(seconds=10 * i), speed_kmh=90.0,
+                               tires=tires))  # fmt: skip
+    await unit.send({"type": "batch", "items": items})
+    frame = await unit.recv_until(_is_intervention)
+    assert frame["cause"]["kind"] == "tire_fast_leak"
+    assert frame["severity"] == "severe"
+    alarm = await db.fetchrow("SELECT derived, tire_pos, reason FROM alarms")
+    assert alarm["derived"] is True and alarm["tire_pos"] == "1L"
+    assert "1L" in alarm["reason"]
+    await unit.close()

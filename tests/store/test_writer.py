@@ -1,0 +1,42 @@
+"""The batch writer against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import asyncpg
+
+from telematics.pipeline import StorePlan
+from telematics.store.database import create_pool
+from telematics.store.writer import BatchWriter
+from tests.helpers import add_vehicle
+
+
+def _plan(vehicle_id: str, seq: int, lat: object = 31.3) -> StorePlan:
+    now = datetime.now(UTC)
+    row = (vehicle_id, seq, now, now, lat, 120.6, 50.0, None, None, None, None, None)
+    return StorePlan(vehicle_id, telemetry=[row], min_seq=seq, max_seq=seq)
+
+
+async def test_unstorable_plan_is_isolated_and_kept(db_url: str, db: asyncpg.Connection) -> None:
+    """A plan the database cannot take is kept as rejected items; its neighbours commit."""
+    await add_vehicle(db_url, "A")
+    await add_vehicle(db_url, "B")
+    pool = await create_pool(db_url)
+    writer = BatchWriter(pool)
+    done: list[int] = []
+    task = asyncio.create_task(writer.run())
+    await writer.submit(_plan("A", 1), lambda p: done.append(p.max_seq))
+    await writer.submit(_plan("B", 1, lat="not a number"), lambda p: done.append(p.max_seq))
+    await writer.submit(_plan("A", 2), lambda p: done.append(p.max_seq))
+    await writer.close()
+    await asyncio.wait_for(task, 10)
+    await pool.close()
+    assert sorted(done) == [1, 1, 2]  # every plan was answered (acked)
+    rows = await db.fetch("SELECT vehicle_id, seq FROM telemetry ORDER BY vehicle_id, seq")
+    assert [(r["vehicle_id"], r["seq"]) for r in rows] == [("A", 1), ("A", 2)]
+    kept = await db.fetchrow("SELECT vehicle_id, seq, reason FROM rejected_items")
+    assert kept["vehicle_id"] == "B" and kept["seq"] == 1
+    assert kept["reason"].startswith("storage refused")
+    assert await db.fetchval("SELECT last_seq FROM ingest_cursor WHERE vehicle_id = 'B'") == 1
