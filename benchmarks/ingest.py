@@ -1,0 +1,248 @@
+"""Ingest benchmark (issue: device ingest spine). Prints one JSON document of figures.
+
+Load comes from the fleet simulator (`telematics simulate`, real WebSocket units) in its
+own process; the server under test runs in another; PostgreSQL (embedded unless
+TELEMATICS_DATABASE_URL is set) is the third. All on this machine, so compare ratios
+within one run, not absolute figures across runs.
+
+  (a) one reading per frame, flood mode, each unit keeping `--window` frames unacked:
+      the real server against a bare server that only parses and acks (ratio).
+  (b) the same with batch frames of 50 readings.
+  (c) `--c-units` units at 1 Hz with an event every 10–30 s each: ack latency and
+      event→intervention latency p50/p99, items never acked, server memory per unit.
+
+    python benchmarks/ingest.py                       # full run (≈ 4 minutes)
+    python benchmarks/ingest.py --quick               # smoke run (≈ 1 minute)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psutil
+
+from telematics.store import registry
+from telematics.store.database import EMBEDDED_DB, start_embedded
+from telematics.store.migrate import migrate
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = ("coach", "bus", "hazmat", "freight")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("server did not become healthy")
+
+
+def server_stats(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/stats", timeout=5) as resp:
+        stats: dict[str, Any] = json.load(resp)
+        return stats
+
+
+class Server:
+    def __init__(self, kind: str, db_url: str, log_dir: Path) -> None:
+        self.kind = kind
+        self.port = free_port()
+        env = {**os.environ, "TELEMATICS_DATABASE_URL": db_url, "TELEMATICS_LOG_LEVEL": "WARNING"}
+        if kind == "real":
+            cmd = [sys.executable, "-m", "telematics", "serve", "--port", str(self.port)]
+        else:
+            cmd = [sys.executable, str(ROOT / "benchmarks" / "bare_server.py"),
+                   "--port", str(self.port)]  # fmt: skip
+        log = (log_dir / f"server-{kind}-{self.port}.log").open("wb")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        wait_healthy(self.port, self.proc)
+        self.ps = psutil.Process(self.proc.pid)
+        self.idle_rss = self.ps.memory_info().rss
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/device"
+
+    def cpu_seconds(self) -> float:
+        t = self.ps.cpu_times()
+        return float(t.user + t.system)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def simulate(url: str, tokens: Path, units: int, duration: float, *extra: str) -> dict[str, Any]:
+    cmd = [
+        sys.executable, "-m", "telematics", "simulate", "--url", url, "--tokens", str(tokens),
+        "--vehicles", str(units), "--duration", str(duration), *extra,
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 300)
+    if done.returncode != 0:
+        raise RuntimeError(f"simulator failed: {done.stderr[-2000:]}")
+    summary: dict[str, Any] = json.loads(done.stdout)
+    return summary
+
+
+def flood_phase(
+    db_url: str, tokens: Path, log_dir: Path, units: int, duration: float, batch: int, window: int
+) -> dict[str, Any]:
+    """The same flood load against the bare server and the real one; acked readings/s."""
+    out: dict[str, Any] = {"units": units, "batch": batch, "window": window, "duration_s": duration}
+    extra = ["--flood", "--batch", str(batch), "--window", str(window), "--drops-per-hour", "0"]
+    for kind in ("bare", "real"):
+        server = Server(kind, db_url, log_dir)
+        cpu0 = server.cpu_seconds()
+        sim = simulate(server.url, tokens, units, duration, *extra)
+        cpu = server.cpu_seconds() - cpu0
+        server.stop()
+        out[kind] = {
+            "acked_readings_per_s": sim["items_acked_per_s"],
+            "frames_per_s": sim["frames_sent_per_s"],
+            "ack_p50_ms": sim["ack_latency"]["p50_ms"],
+            "ack_p99_ms": sim["ack_latency"]["p99_ms"],
+            "server_cpu_s": round(cpu, 1),
+            "errors": sim["errors_by_code"],
+        }
+    out["ratio_real_to_bare"] = round(
+        out["real"]["acked_readings_per_s"] / out["bare"]["acked_readings_per_s"], 3
+    )
+    return out
+
+
+def fleet_phase(
+    db_url: str, tokens: Path, log_dir: Path, units: int, duration: float
+) -> dict[str, Any]:
+    """Many units at 1 Hz with events every 10–30 s: latencies, losses, memory."""
+    server = Server("real", db_url, log_dir)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "telematics", "simulate", "--url", server.url,
+         "--tokens", str(tokens), "--vehicles", str(units), "--duration", str(duration),
+         "--rate", "1", "--event-interval", "10,30", "--drops-per-hour", "0",
+         "--connect-rate", "500"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    peak_connected, rss_at_peak = 0, server.idle_rss
+    started = time.monotonic()
+    while proc.poll() is None and time.monotonic() - started < duration + 300:
+        time.sleep(2)
+        try:
+            connected = server_stats(server.port)["connected"]
+        except OSError:
+            continue
+        if connected >= peak_connected:
+            peak_connected, rss_at_peak = connected, server.ps.memory_info().rss
+    stdout, _ = proc.communicate(timeout=600)
+    sim: dict[str, Any] = json.loads(stdout)
+    stats = server_stats(server.port)
+    server.stop()
+    per_unit = (rss_at_peak - server.idle_rss) / max(peak_connected, 1)
+    return {
+        "units": units,
+        "duration_s": duration,
+        "readings_acked": sim["items_acked"],
+        "acked_per_s": sim["items_acked_per_s"],
+        "ack_p50_ms": sim["ack_latency"]["p50_ms"],
+        "ack_p99_ms": sim["ack_latency"]["p99_ms"],
+        "events_sent": sim["events_sent"],
+        "interventions_received": sim["interventions_received"],
+        "event_to_intervention_p50_ms": sim["event_to_intervention"]["p50_ms"],
+        "event_to_intervention_p99_ms": sim["event_to_intervention"]["p99_ms"],
+        "items_never_acked": sim["unacked_items"],
+        "peak_connected": peak_connected,
+        "server_rss_idle_mib": round(server.idle_rss / 2**20, 1),
+        "server_rss_peak_mib": round(rss_at_peak / 2**20, 1),
+        "server_kib_per_unit": round(per_unit / 1024, 1),
+        "server_alarms": stats["alarms"],
+        "errors": sim["errors_by_code"],
+    }
+
+
+async def prepare(db_url: str, count: int, tokens: Path) -> None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        await migrate(conn)
+        vehicles = [
+            registry.NewVehicle(f"B-{n:05d}", "bench", CLASSES[n % 4], None)
+            for n in range(1, count + 1)
+        ]
+        pairs = await registry.add_vehicles(conn, vehicles)
+    finally:
+        await conn.close()
+    classes = {v.id: v.vehicle_class for v in vehicles}
+    tokens.write_text("".join(f"{i},{t},{classes[i]}\n" for i, t in pairs))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short smoke run")
+    parser.add_argument("--units", type=int, default=200, help="units for (a) and (b)")
+    parser.add_argument("--window", type=int, default=8, help="unacked frames per unit")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds for (a), (b)")
+    parser.add_argument("--c-units", type=int, default=5000)
+    parser.add_argument("--c-duration", type=float, default=90.0)
+    parser.add_argument("--only", choices=("a", "b", "c"), action="append")
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.c_units, args.c_duration = 8.0, 500, 20.0
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
+
+    with tempfile.TemporaryDirectory(prefix="telematics-bench-") as tmp:
+        work = Path(tmp)
+        db_url = os.environ.get("TELEMATICS_DATABASE_URL")
+        if not db_url:
+            db_url = start_embedded(work, cleanup_mode="delete").get_uri(EMBEDDED_DB)
+        tokens = work / "tokens.csv"
+        asyncio.run(prepare(db_url, max(args.units, args.c_units), tokens))
+        only = set(args.only or ("a", "b", "c"))
+        results: dict[str, Any] = {
+            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        }
+        if "a" in only:
+            results["a_single_reading_frames"] = flood_phase(
+                db_url, tokens, work, args.units, args.duration, 1, args.window
+            )
+        if "b" in only:
+            results["b_batches_of_50"] = flood_phase(
+                db_url, tokens, work, args.units, args.duration, 50, args.window
+            )
+        if "c" in only:
+            results["c_fleet_1hz"] = fleet_phase(
+                db_url, tokens, work, args.c_units, args.c_duration
+            )
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

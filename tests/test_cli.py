@@ -1,0 +1,128 @@
+"""The admin CLI, run as a real subprocess against the test database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from telematics.store.migrate import migrate, migration_files
+from tests.helpers import Unit, add_vehicle, start_server, telemetry
+
+
+def run_cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TELEMATICS_DATABASE_URL": db_url, "TELEMATICS_LOG_LEVEL": "WARNING"}
+    return subprocess.run(
+        [sys.executable, "-m", "telematics", *args],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+async def test_vehicle_add_prints_only_the_token(db_url: str, db: asyncpg.Connection) -> None:
+    done = run_cli(db_url, "vehicle", "add", "SU-E1", "--fleet", "F", "--class", "hazmat",
+                   "--plate", "苏E·00001")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    assert len(done.stdout.splitlines()) == 1 and len(token) >= 40
+    row = await db.fetchrow("SELECT vehicle_class, plate, tire_layout FROM vehicles")
+    assert row["vehicle_class"] == "hazmat" and row["plate"] == "苏E·00001"
+    assert len(row["tire_layout"]) == 10
+    # the printed token really opens a connection, and nothing but its hash is stored
+    assert await db.fetchval("SELECT count(*) FROM device_tokens WHERE token_hash = $1",
+                             token.encode()) == 0  # fmt: skip
+    server = await start_server(db_url)
+    unit = await Unit.connect(server.ws_url, token)
+    assert unit.welcome["vehicle_id"] == "SU-E1"
+    await unit.close()
+    await server.stop()
+
+
+async def test_vehicle_add_rejects_bad_class_and_duplicates(db_url: str) -> None:
+    bad = run_cli(db_url, "vehicle", "add", "X", "--fleet", "F", "--class", "tractor")
+    assert bad.returncode != 0 and "tractor" in bad.stderr
+    assert run_cli(db_url, "vehicle", "add", "X", "--fleet", "F", "--class", "bus").returncode == 0
+    again = run_cli(db_url, "vehicle", "add", "X", "--fleet", "F", "--class", "bus")
+    assert again.returncode == 1 and "already registered" in again.stderr
+    assert again.stdout == ""
+
+
+async def test_vehicle_import_thousands(
+    db_url: str, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    csv_file = tmp_path / "fleet.csv"
+    lines = ["id,fleet,class,plate"]
+    lines += [f"V{n:05d},F{n % 3},{('coach', 'bus', 'hazmat', 'freight')[n % 4]},P{n}"
+              for n in range(3000)]  # fmt: skip
+    csv_file.write_text("\n".join(lines) + "\n")
+    done = run_cli(db_url, "vehicle", "import", str(csv_file))
+    assert done.returncode == 0, done.stderr
+    out = [line.split(",") for line in done.stdout.splitlines()]
+    assert len(out) == 3000 and out[0][0] == "V00000" and all(len(t) >= 40 for _, t in out)
+    assert await db.fetchval("SELECT count(*) FROM vehicles") == 3000
+    assert await db.fetchval("SELECT count(*) FROM fleets") == 3
+
+
+async def test_vehicle_import_is_all_or_nothing(
+    db_url: str, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    csv_file = tmp_path / "fleet.csv"
+    csv_file.write_text("id,fleet,class,plate\nA,F,bus,\nB,F,spaceship,\n")
+    done = run_cli(db_url, "vehicle", "import", str(csv_file))
+    assert done.returncode == 1 and "spaceship" in done.stderr
+    assert await db.fetchval("SELECT count(*) FROM vehicles") == 0
+
+
+async def test_vehicle_revoke(db_url: str) -> None:
+    token = run_cli(db_url, "vehicle", "add", "R1", "--fleet", "F", "--class", "bus").stdout.strip()
+    done = run_cli(db_url, "vehicle", "revoke", "R1")
+    assert done.returncode == 0 and "revoked 1" in done.stderr
+    server = await start_server(db_url)
+    with pytest.raises(InvalidStatus):
+        await Unit.connect(server.ws_url, token)
+    await server.stop()
+    assert run_cli(db_url, "vehicle", "revoke", "nope").returncode == 1
+
+
+async def test_migrate_applies_each_migration_once(db_url: str, db: asyncpg.Connection) -> None:
+    done = run_cli(db_url, "migrate")
+    assert done.returncode == 0 and "up to date" in done.stderr
+    assert await migrate(db) == []
+    recorded = await db.fetchval("SELECT count(*) FROM schema_migrations")
+    assert recorded == len(migration_files())
+
+
+async def test_serve_runs_workers_on_one_port(db_url: str) -> None:
+    """`telematics serve --workers 2` accepts units and stops cleanly on SIGTERM."""
+    token = await add_vehicle(db_url)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "TELEMATICS_DATABASE_URL": db_url, "TELEMATICS_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "telematics", "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+    )
+    try:
+        url = f"ws://127.0.0.1:{port}/v1/device"
+        for attempt in range(100):
+            try:
+                unit = await Unit.connect(url, token)
+                break
+            except OSError:
+                if attempt == 99:
+                    raise
+                await asyncio.sleep(0.2)
+        await unit.send(telemetry(1))
+        await unit.ack_reaching(1)
+        await unit.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
