@@ -58,6 +58,7 @@ class DeviceConnection:
         self.outstanding: dict[str, Outstanding] = {}
         self.closed = False
         self._out: list[bytes] = []
+        self._ack_due = 0  # highest committed seq not yet acked; one ack covers many plans
         self._last_rate_warning = 0.0
 
     # -- receiving -------------------------------------------------------------------
@@ -154,6 +155,9 @@ class DeviceConnection:
 
     async def flush_out(self) -> None:
         out, self._out = self._out, []
+        if self._ack_due:
+            out.insert(0, orjson.dumps(DeviceSession.ack_frame(self._ack_due)))
+            self._ack_due = 0
         try:
             for payload in out:
                 await self.ws.send_frame(payload, WSMsgType.TEXT)
@@ -162,9 +166,9 @@ class DeviceConnection:
 
     def committed(self, plan: StorePlan) -> None:
         """Writer callback: the plan is durable; ack it and act in the cab."""
-        ack = self.session.committed(plan.max_seq) if plan.max_seq else None
-        if ack is not None:
-            self.post(ack)
+        if plan.max_seq and self.session.committed(plan.max_seq):
+            self._ack_due = self.session.stored_seq
+            self.hub.mark_dirty(self)
         now = time.monotonic()
         for intervention in plan.interventions:
             payload = orjson.dumps(intervention.frame())

@@ -90,12 +90,12 @@ class DeviceSession:
             out.close_code = CLOSE_POLICY_VIOLATION
         return out
 
-    def committed(self, seq: int) -> dict[str, Any] | None:
-        """Everything up to ``seq`` is durable; returns the ack to send, if it moves."""
+    def committed(self, seq: int) -> bool:
+        """Everything up to ``seq`` is durable; True if that moves the acked position."""
         if seq <= self.stored_seq:
-            return None
+            return False
         self.stored_seq = seq
-        return self.ack_frame(seq)
+        return True
 
     @staticmethod
     def ack_frame(seq: int) -> dict[str, Any]:
