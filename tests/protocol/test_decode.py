@@ -142,7 +142,9 @@ def test_batch_items_in_order_with_their_own_rejections() -> None:
     kinds = [type(x).__name__ for x in out]
     assert kinds == ["Telemetry", "Rejection", "Rejection", "Rejection", "Telemetry"]
     assert [getattr(x, "seq", None) for x in out] == [1, 2, 3, None, 6]
-    assert orjson.loads(out[1].raw)["lat"] == 95  # each refused item is kept on its own
+    refused = out[1]
+    assert isinstance(refused, Rejection)
+    assert orjson.loads(refused.raw)["lat"] == 95  # each refused item is kept on its own
 
 
 def test_intervention_ack() -> None:
