@@ -1,0 +1,5 @@
+import sys
+
+from telematics.cli import main
+
+sys.exit(main())

@@ -1,0 +1,176 @@
+"""``telematics`` command line: serve, migrate, vehicle add/import/revoke, demo, simulate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncpg
+
+from telematics.config import Settings, load_settings
+from telematics.errors import TelematicsError
+from telematics.fleet import VEHICLE_CLASSES
+from telematics.store import registry
+from telematics.store.database import database_url
+from telematics.store.migrate import migrate
+
+T = TypeVar("T")
+
+
+def _with_db(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Run ``work`` on a migrated database connection."""
+
+    async def run() -> T:
+        conn = await asyncpg.connect(database_url(settings))
+        try:
+            await migrate(conn)
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from telematics import server
+
+    settings = settings.with_overrides(
+        host=args.host or settings.host,
+        port=args.port if args.port is not None else settings.port,
+        workers=args.workers if args.workers is not None else settings.workers,
+    )
+    url = database_url(settings)
+    if args.reuse_port:
+        server.install_fast_loop()
+        asyncio.run(server.serve_forever(settings, url, reuse_port=True))
+        return 0
+    return server.run_workers(settings, url)
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    async def run() -> list[str]:
+        conn = await asyncpg.connect(database_url(settings))
+        try:
+            return await migrate(conn)
+        finally:
+            await conn.close()
+
+    applied = asyncio.run(run())
+    print(f"applied: {', '.join(applied) or 'nothing (up to date)'}", file=sys.stderr)
+    return 0
+
+
+def cmd_vehicle_add(args: argparse.Namespace, settings: Settings) -> int:
+    new = registry.NewVehicle(args.id, args.fleet, args.vehicle_class, args.plate)
+    pairs = _with_db(settings, lambda conn: registry.add_vehicles(conn, [new]))
+    print(pairs[0][1])  # only the token on stdout, so scripts can capture it
+    return 0
+
+
+def cmd_vehicle_import(args: argparse.Namespace, settings: Settings) -> int:
+    with open(args.file, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"id", "fleet", "class"} - set(reader.fieldnames or ())
+        if missing:
+            raise TelematicsError(f"{args.file}: missing columns {', '.join(sorted(missing))}")
+        vehicles = [
+            registry.NewVehicle(
+                row["id"].strip(),
+                row["fleet"].strip(),
+                row["class"].strip(),
+                (row.get("plate") or "").strip() or None,
+            )
+            for row in reader
+        ]
+    pairs = _with_db(settings, lambda conn: registry.add_vehicles(conn, vehicles))
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerows(pairs)
+    print(f"registered {len(pairs)} vehicles", file=sys.stderr)
+    return 0
+
+
+def cmd_vehicle_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    count = _with_db(settings, lambda conn: registry.revoke_vehicle(conn, args.id))
+    print(f"revoked {count} token(s) of {args.id}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from telematics.demo import run_demo
+
+    return run_demo(args, settings)
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from telematics.sim import simulate_command
+
+    return simulate_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="telematics", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server (device endpoint, APIs)")
+    serve.add_argument("--host", help="listen address (TELEMATICS_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (TELEMATICS_PORT, default 8080)")
+    serve.add_argument("--workers", type=int, help="processes sharing the port (default 1)")
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    serve.set_defaults(func=cmd_serve)
+
+    sub.add_parser("migrate", help="apply pending SQL migrations").set_defaults(func=cmd_migrate)
+
+    vehicle = sub.add_parser("vehicle", help="register and revoke vehicles").add_subparsers(
+        dest="vehicle_command", required=True
+    )
+    add = vehicle.add_parser("add", help="register one vehicle; prints its device token")
+    add.add_argument("id")
+    add.add_argument("--fleet", required=True)
+    add.add_argument("--class", dest="vehicle_class", required=True, choices=VEHICLE_CLASSES)
+    add.add_argument("--plate")
+    add.set_defaults(func=cmd_vehicle_add)
+    imp = vehicle.add_parser("import", help="register vehicles from CSV id,fleet,class,plate")
+    imp.add_argument("file")
+    imp.set_defaults(func=cmd_vehicle_import)
+    revoke = vehicle.add_parser("revoke", help="revoke a vehicle's device tokens")
+    revoke.add_argument("id")
+    revoke.set_defaults(func=cmd_vehicle_revoke)
+
+    demo = sub.add_parser("demo", help="embedded database + server + simulated fleet, live")
+    demo.add_argument("--vehicles", type=int, default=200)
+    demo.add_argument("--rate", type=float, default=1.0, help="telemetry items/s per vehicle")
+    demo.add_argument("--duration", type=float, default=0.0, help="seconds; 0 = until Ctrl-C")
+    demo.add_argument("--port", type=int, default=None)
+    demo.add_argument("--seed", type=int, default=1)
+    demo.set_defaults(func=cmd_demo)
+
+    from telematics.sim import add_arguments
+
+    simulate = sub.add_parser("simulate", help="simulated in-vehicle units over WebSockets")
+    add_arguments(simulate)
+    simulate.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("pgserver").setLevel(logging.WARNING)  # its INFO lines drown the demo
+    try:
+        code: int = args.func(args, settings)
+    except TelematicsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
