@@ -38,7 +38,7 @@ def build_app(settings: Settings, database_url: str) -> web.Application:
             applied = await migrate(conn)
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
-        hub = Hub(settings, pool, rules)
+        hub = Hub(settings, pool, rules, database_url)
         app[HUB] = hub
         tasks = [
             asyncio.create_task(hub.writer.run(), name="writer"),

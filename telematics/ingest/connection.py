@@ -64,6 +64,12 @@ class DeviceConnection:
     # -- receiving -------------------------------------------------------------------
 
     async def serve(self) -> None:
+        try:
+            await self._receive_loop()
+        except ConnectionError:
+            self.closed = True  # the peer went away mid-reply: nothing left to do
+
+    async def _receive_loop(self) -> None:
         ws = self.ws
         while not self.closed:
             msg = await ws.receive()

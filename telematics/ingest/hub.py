@@ -57,11 +57,15 @@ class IngestStats:
 
 
 class Hub:
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, rules: Rules) -> None:
+    def __init__(
+        self, settings: Settings, pool: asyncpg.Pool, rules: Rules, database_url: str
+    ) -> None:
         self.settings = settings
         self.pool = pool
         self.rules = rules
-        self.writer = BatchWriter(pool, settings.max_pending_items, settings.max_flush_items)
+        self.writer = BatchWriter(
+            database_url, settings.max_pending_items, settings.max_flush_items
+        )
         self.connections: dict[str, DeviceConnection] = {}
         self.processors: OrderedDict[str, VehicleProcessor] = OrderedDict()
         self.stats = IngestStats()

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -21,7 +23,7 @@ import asyncpg
 import orjson
 
 from telematics.classify.alarms import SEVERITY_RANK
-from telematics.pipeline import AlarmRepeat, StorePlan
+from telematics.pipeline import AlarmRepeat, Intervention, StorePlan
 
 log = logging.getLogger(__name__)
 
@@ -78,20 +80,6 @@ _ALARM_COLS = (
     "rules_version",
     "late",
 )
-_INTERVENTION_COLS = (
-    "id",
-    "alarm_id",
-    "vehicle_id",
-    "severity",
-    "action",
-    "message",
-    "cause_seq",
-    "cause_kind",
-    "issued_at",
-    "status",
-    "status_at",
-)
-_STATUS_COLS = ("intervention_id", "status", "at", "source")
 
 #: SQLSTATE classes that mean "this data can never be stored": isolate and reject it.
 #: Anything else (lost connection, admin shutdown, lock timeout, even a bug of ours) is
@@ -123,17 +111,35 @@ class WriterStats:
 
 
 class BatchWriter:
-    def __init__(self, pool: asyncpg.Pool, max_pending: int = 20_000, max_flush: int = 10_000):
-        self.pool = pool
+    """Group-commits plans on its own thread and event loop.
+
+    The connection handlers' loop is busy with thousands of sockets; if the writer shared
+    it, each of a flush's round trips to PostgreSQL would wait for a full turn of that
+    loop. On its own thread a flush takes as long as the database needs, and group commit
+    makes the batches grow with the load instead.
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        max_pending: int = 20_000,
+        max_flush: int = 10_000,
+    ) -> None:
+        self.database_url = database_url
         self.max_pending = max_pending
         self.max_flush = max_flush
         self.stats = WriterStats()
-        self._queue: list[_Pending] = []
-        self._pending_size = 0
-        self._wakeup = asyncio.Event()
-        self._space = asyncio.Condition()
+        self._queue: deque[_Pending] = deque()
+        self._cond = threading.Condition()
+        self._waiting = False  # the writer thread sleeps on _cond
+        self._closing = False  # drain what is queued, then stop
+        self._abort = False  # stop after the current attempt (shutdown timed out)
+        self._pending_size = 0  # touched on the main loop only
+        self._space: asyncio.Condition | None = None
+        self._main_loop: asyncio.AbstractEventLoop | None = None
         self._months: set[date] = set()
-        self._closing = False
+        self._notifiers: set[asyncio.Future[None]] = set()
+        self._conn: asyncpg.Connection | None = None
 
     @property
     def backlog(self) -> int:
@@ -142,56 +148,112 @@ class BatchWriter:
     async def submit(self, plan: StorePlan, done: Done) -> None:
         """Queue a plan; waits (backpressure) while the backlog is full."""
         if self._pending_size >= self.max_pending:
-            async with self._space:
-                await self._space.wait_for(lambda: self._pending_size < self.max_pending)
-        self._queue.append(_Pending(plan, done))
+            space = self._space_condition()
+            async with space:
+                await space.wait_for(lambda: self._pending_size < self.max_pending)
         self._pending_size += plan.size
-        self._wakeup.set()
+        with self._cond:
+            self._queue.append(_Pending(plan, done))
+            if self._waiting:
+                self._cond.notify()
 
     async def run(self) -> None:
-        """Flush until cancelled or closed; retries transient database failures forever."""
-        backoff = 0.05
-        while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            batch = self._take()
-            while True:
-                try:
-                    await self._flush_isolating(batch)
-                    backoff = 0.05
-                    break
-                except Exception as exc:  # never give up on data we owe an ack for
-                    self.stats.retries += 1
-                    log.warning("flush failed (%r); retrying in %.2fs", exc, backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-            self._pending_size -= sum(p.plan.size for p in batch)
-            async with self._space:
-                self._space.notify_all()
-            for pending in batch:
-                try:
-                    pending.done(pending.plan)
-                except Exception:  # a callback bug must not stop the writer
-                    log.exception("post-commit callback failed")
+        """Run the writer thread until ``close()`` has drained the queue (or cancellation)."""
+        self._main_loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = self._main_loop.create_future()
+        thread = threading.Thread(
+            target=self._thread_main, args=(finished,), name="batch-writer", daemon=True
+        )
+        thread.start()
+        try:
+            await asyncio.shield(finished)
+        except asyncio.CancelledError:
+            with self._cond:
+                self._abort = True
+                self._cond.notify()
+            raise
 
     async def close(self) -> None:
         """Stop after everything queued so far is committed."""
-        self._closing = True
-        self._wakeup.set()
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+
+    def _space_condition(self) -> asyncio.Condition:
+        if self._space is None:
+            self._space = asyncio.Condition()
+        return self._space
+
+    # -- the writer thread -----------------------------------------------------------
+
+    def _thread_main(self, finished: asyncio.Future[None]) -> None:
+        main = self._main_loop
+        assert main is not None
+        loop = _new_loop()
+        try:
+            while True:
+                with self._cond:
+                    while not self._queue and not self._closing and not self._abort:
+                        self._waiting = True
+                        self._cond.wait()
+                        self._waiting = False
+                    if self._abort or not self._queue:
+                        break
+                    batch = self._take()
+                if not loop.run_until_complete(self._flush_with_retries(batch)):
+                    break  # aborted: these plans were not committed, so they are not acked
+                main.call_soon_threadsafe(self._completed, batch)
+        except Exception:
+            log.exception("the batch writer stopped")
+        finally:
+            if self._conn is not None and not self._conn.is_closed():
+                loop.run_until_complete(self._conn.close())
+            loop.close()
+            if not main.is_closed():
+                main.call_soon_threadsafe(_resolve, finished)
+
+    async def _flush_with_retries(self, batch: list[_Pending]) -> bool:
+        """Commit the batch, retrying every failure but data errors; False if aborted."""
+        backoff = 0.05
+        while not self._abort:
+            try:
+                await self._flush_isolating(batch)
+                return True
+            except Exception as exc:  # never give up on data we owe an ack for
+                self.stats.retries += 1
+                if self._conn is not None and not self._conn.is_closed():
+                    self._conn.terminate()  # start the retry on a fresh session
+                self._conn = None
+                log.warning("flush failed (%r); retrying in %.2fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        return False
+
+    def _completed(self, batch: list[_Pending]) -> None:
+        """On the main loop: release backlog, wake waiting submitters, ack."""
+        self._pending_size -= sum(p.plan.size for p in batch)
+        if self._space is not None:
+            task = asyncio.ensure_future(self._notify_space())
+            self._notifiers.add(task)
+            task.add_done_callback(self._notifiers.discard)
+        for pending in batch:
+            try:
+                pending.done(pending.plan)
+            except Exception:  # a callback bug must not stop the writer
+                log.exception("post-commit callback failed")
+
+    async def _notify_space(self) -> None:
+        space = self._space_condition()
+        async with space:
+            space.notify_all()
 
     def _take(self) -> list[_Pending]:
-        size = cut = 0
-        for pending in self._queue:
-            if cut and size >= self.max_flush:
-                break
+        taken: list[_Pending] = []
+        size = 0
+        while self._queue and (not taken or size < self.max_flush):
+            pending = self._queue.popleft()
+            taken.append(pending)
             size += pending.plan.size
-            cut += 1
-        taken = self._queue[:cut]
-        del self._queue[:cut]
         return taken
 
     async def _flush_isolating(self, batch: list[_Pending]) -> None:
@@ -212,16 +274,9 @@ class BatchWriter:
 
     async def _flush(self, plans: list[StorePlan]) -> None:
         started = time.perf_counter()
-        vehicle_ids = sorted({p.vehicle_id for p in plans if p.max_seq})
-        async with self.pool.acquire() as conn, conn.transaction():
-            cursors: dict[str, int] = {}
-            if vehicle_ids:
-                rows = await conn.fetch(
-                    "SELECT vehicle_id, last_seq FROM ingest_cursor"
-                    " WHERE vehicle_id = ANY($1::text[]) ORDER BY vehicle_id FOR UPDATE",
-                    vehicle_ids,
-                )
-                cursors = {r["vehicle_id"]: r["last_seq"] for r in rows}
+        conn = await self._connection()
+        async with conn.transaction():
+            cursors = await self._advance_cursors(conn, plans)
             plans = [self._drop_stored(p, cursors.get(p.vehicle_id, 0)) for p in plans]
             new_months = await self._ensure_partitions(conn, plans)
             await _copy(conn, "telemetry", _TELEMETRY_COLS, (r for p in plans for r in p.telemetry))
@@ -232,25 +287,8 @@ class BatchWriter:
             )
             await _copy(conn, "alarms", _ALARM_COLS, (r for p in plans for r in p.alarms))
             await self._repeat_alarms(conn, plans)
-            interventions = [i for p in plans for i in p.interventions]
-            await _copy(conn, "interventions", _INTERVENTION_COLS, (i.row() for i in interventions))
-            await _copy(
-                conn,
-                "intervention_status",
-                _STATUS_COLS,
-                ((i.id, "issued", i.issued_at, "server") for i in interventions),
-            )
+            await self._interventions(conn, [i for p in plans for i in p.interventions])
             await self._device_statuses(conn, plans)
-            advanced = [(p.vehicle_id, p.max_seq) for p in plans if p.max_seq]
-            if advanced:
-                await conn.execute(
-                    """UPDATE ingest_cursor c SET last_seq = u.seq, updated_at = now()
-                       FROM (SELECT v, max(s) AS seq
-                             FROM unnest($1::text[], $2::bigint[]) AS t(v, s) GROUP BY v) u
-                       WHERE c.vehicle_id = u.v AND u.seq > c.last_seq""",
-                    [a[0] for a in advanced],
-                    [a[1] for a in advanced],
-                )
         self._months |= new_months  # only once committed: a rolled-back DDL is gone again
         self.stats.flushes += 1
         self.stats.items += sum(len(p.telemetry) + len(p.events) for p in plans)
@@ -258,6 +296,54 @@ class BatchWriter:
             len(p.telemetry) + len(p.tires) + len(p.events) + len(p.rejected) for p in plans
         )
         self.stats.last_flush_s = time.perf_counter() - started
+
+    async def _connection(self) -> asyncpg.Connection:
+        """The writer's own connection (no pool: a pool's reset on release is a round trip)."""
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(self.database_url)
+        return self._conn
+
+    async def _advance_cursors(
+        self, conn: asyncpg.Connection, plans: list[StorePlan]
+    ) -> dict[str, int]:
+        """Lock the vehicles' cursors (in id order), move them on, return the old values."""
+        advanced: dict[str, int] = {}
+        for p in plans:
+            if p.max_seq > advanced.get(p.vehicle_id, 0):
+                advanced[p.vehicle_id] = p.max_seq
+        if not advanced:
+            return {}
+        rows = await conn.fetch(
+            """WITH input AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS t(v, seq)),
+                    locked AS (SELECT c.vehicle_id, c.last_seq FROM ingest_cursor c
+                               JOIN input ON input.v = c.vehicle_id
+                               ORDER BY c.vehicle_id FOR UPDATE OF c),
+                    moved AS (UPDATE ingest_cursor c SET last_seq = input.seq, updated_at = now()
+                              FROM input JOIN locked ON locked.vehicle_id = input.v
+                              WHERE c.vehicle_id = input.v AND input.seq > locked.last_seq)
+               SELECT vehicle_id, last_seq FROM locked""",
+            list(advanced),
+            list(advanced.values()),
+        )
+        return {r["vehicle_id"]: r["last_seq"] for r in rows}
+
+    async def _interventions(self, conn: asyncpg.Connection, items: list[Intervention]) -> None:
+        """The interventions and their first history row ('issued'), in one statement."""
+        if not items:
+            return
+        columns = list(zip(*(i.row() for i in items), strict=True))
+        await conn.execute(
+            """WITH ins AS (
+                   INSERT INTO interventions (id, alarm_id, vehicle_id, severity, action, message,
+                                              cause_seq, cause_kind, issued_at, status, status_at)
+                   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                        $5::text[], $6::text[], $7::bigint[], $8::text[],
+                                        $9::timestamptz[], $10::text[], $11::timestamptz[])
+                   RETURNING id, issued_at)
+               INSERT INTO intervention_status (intervention_id, status, at, source)
+               SELECT id, 'issued', issued_at, 'server' FROM ins""",
+            *[list(c) for c in columns],
+        )
 
     def _drop_stored(self, plan: StorePlan, cursor: int) -> StorePlan:
         """Drop what another connection of the same vehicle already committed."""
@@ -330,33 +416,29 @@ class BatchWriter:
         rows = [(p.vehicle_id, *s) for p in plans for s in p.device_statuses]
         if not rows:
             return
-        args = (
+        # Record every report of the vehicle's own interventions (unknown ids are ignored,
+        # never fatal to the batch) and move each status forward only.
+        await conn.execute(
+            """WITH u AS (
+                   SELECT *, array_position(
+                       ARRAY['issued','delivered','played','driver_confirmed'], status) AS rank
+                   FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+                        AS t(vehicle_id, id, status, at)),
+               mine AS (SELECT u.* FROM u JOIN interventions i
+                        ON i.id = u.id AND i.vehicle_id = u.vehicle_id),
+               history AS (INSERT INTO intervention_status (intervention_id, status, at, source)
+                           SELECT id, status, at, 'device' FROM mine),
+               best AS (SELECT DISTINCT ON (id) id, status, at, rank FROM mine
+                        ORDER BY id, rank DESC)
+               UPDATE interventions i SET status = best.status, status_at = best.at
+               FROM best
+               WHERE i.id = best.id AND i.status <> 'expired'
+                 AND best.rank > array_position(
+                       ARRAY['issued','delivered','played','driver_confirmed'], i.status)""",
             [r[0] for r in rows],
             [r[1] for r in rows],
             [r[2] for r in rows],
             [r[3] for r in rows],
-        )
-        # Only the vehicle's own interventions; unknown ids are ignored, not fatal to the batch.
-        await conn.execute(
-            """INSERT INTO intervention_status (intervention_id, status, at, source)
-               SELECT u.id, u.status, u.at, 'device'
-               FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
-                    AS u(vehicle_id, id, status, at)
-               JOIN interventions i ON i.id = u.id AND i.vehicle_id = u.vehicle_id""",
-            *args,
-        )
-        await conn.execute(
-            """UPDATE interventions i SET status = u.status, status_at = u.at
-               FROM (SELECT DISTINCT ON (id) id, vehicle_id, status, at, rank FROM (
-                       SELECT *, array_position(
-                           ARRAY['issued','delivered','played','driver_confirmed'], status) AS rank
-                       FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
-                            AS t(vehicle_id, id, status, at)) r
-                     ORDER BY id, rank DESC) u
-               WHERE i.id = u.id AND i.vehicle_id = u.vehicle_id AND i.status <> 'expired'
-                 AND u.rank > array_position(
-                       ARRAY['issued','delivered','played','driver_confirmed'], i.status)""",
-            *args,
         )
 
 
@@ -380,3 +462,16 @@ def _as_rejected(plan: StorePlan, reason: str) -> StorePlan:
     for row in plan.rejected:
         kept.rejected.append((*row[:4], reason, *row[5:]))
     return kept
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -9,7 +9,16 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from tests.helpers import RunningServer, Unit, add_vehicle, event, iso, start_server, telemetry
+from tests.helpers import (
+    RunningServer,
+    Unit,
+    add_vehicle,
+    event,
+    eventually,
+    iso,
+    start_server,
+    telemetry,
+)
 
 
 def _is_intervention(frame: dict[str, object]) -> bool:
@@ -44,6 +53,8 @@ async def test_resent_on_the_next_connection(server: RunningServer, db: asyncpg.
     resent = await again.recv_until(_is_intervention, timeout=3)
     assert resent["id"] == first["id"]
     await again.send({"type": "intervention_ack", "id": first["id"], "status": "delivered"})
+    delivered = "SELECT status = 'delivered' FROM interventions WHERE id = $1"
+    assert await eventually(lambda: db.fetchval(delivered, first["id"]))
     await again.close()
     third = await Unit.connect(server.ws_url, token)
     with pytest.raises(TimeoutError):

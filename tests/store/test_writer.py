@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 import asyncpg
 
 from telematics.pipeline import StorePlan
-from telematics.store.database import create_pool
 from telematics.store.writer import BatchWriter
 from tests.helpers import add_vehicle
 
@@ -23,8 +22,7 @@ async def test_unstorable_plan_is_isolated_and_kept(db_url: str, db: asyncpg.Con
     """A plan the database cannot take is kept as rejected items; its neighbours commit."""
     await add_vehicle(db_url, "A")
     await add_vehicle(db_url, "B")
-    pool = await create_pool(db_url)
-    writer = BatchWriter(pool)
+    writer = BatchWriter(db_url)
     done: list[int] = []
     task = asyncio.create_task(writer.run())
     await writer.submit(_plan("A", 1), lambda p: done.append(p.max_seq))
@@ -32,7 +30,6 @@ async def test_unstorable_plan_is_isolated_and_kept(db_url: str, db: asyncpg.Con
     await writer.submit(_plan("A", 2), lambda p: done.append(p.max_seq))
     await writer.close()
     await asyncio.wait_for(task, 10)
-    await pool.close()
     assert sorted(done) == [1, 1, 2]  # every plan was answered (acked)
     rows = await db.fetch("SELECT vehicle_id, seq FROM telemetry ORDER BY vehicle_id, seq")
     assert [(r["vehicle_id"], r["seq"]) for r in rows] == [("A", 1), ("A", 2)]
