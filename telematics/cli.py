@@ -1,4 +1,4 @@
-"""``telematics`` command line: serve, migrate, vehicle add/import/revoke, demo, simulate."""
+"""``telematics`` command line: serve, migrate, vehicle, zone, demo, simulate."""
 
 from __future__ import annotations
 
@@ -154,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser("simulate", help="simulated in-vehicle units over WebSockets")
     add_arguments(simulate)
     simulate.set_defaults(func=cmd_simulate)
+
+    from telematics.geo.cli import add_arguments as add_zone_arguments
+
+    add_zone_arguments(sub)
     return parser
 
 

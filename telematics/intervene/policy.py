@@ -219,6 +219,24 @@ _MESSAGES: dict[str, tuple[str, str, str, str]] = {
         "Have the sensor checked.",
         "Have the sensor checked.",
     ),
+    "tire_imbalance": (
+        "uneven pressure on {tire}",
+        "Check tire pressures at the next stop.",
+        "Slow down and check the tires soon.",
+        "Slow down and stop to check the tires.",
+    ),
+    "driving_time": (
+        "long driving without a break",
+        "Plan a 20-minute break.",
+        "Take a 20-minute break at the next rest area.",
+        "Stop for a 20-minute break at the next safe place.",
+    ),
+    "hazmat_restricted_zone": (
+        "entry into a dangerous-goods restricted zone",
+        "Leave the zone by the approved route.",
+        "Leave the zone now by the approved route.",
+        "Leave the zone now and call dispatch.",
+    ),
 }
 
 # Headline wording when severe: "Severe fatigue", but "Danger: pedestrian ahead"; an

@@ -49,6 +49,8 @@ DERIVED_KINDS: frozenset[str] = frozenset(
         "tire_temp_high",
         "tire_fast_leak",
         "tire_slow_leak",
+        # derived-only, no device kind exists for them in v1
+        *("tire_imbalance", "driving_time", "hazmat_restricted_zone"),
     }
 )
 

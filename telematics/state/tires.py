@@ -5,6 +5,11 @@ reading; it clears silently once the value is back inside its threshold by
 ``rules.clear_margin`` (a fraction of the threshold), so a later onset alerts again.
 Within one episode the severity only goes up: a value hovering at a band edge must
 not re-alert the driver every few seconds.
+
+Axle imbalance (optional, off unless ``imbalance_ratio`` is given): the latest
+cold-compensated pressures of the tires of one axle, read within ``imbalance_max_skew_s``
+of each other, spread by more than the ratio of the highest. The twins of one wheel are
+on the same axle, so a twin imbalance is caught by the same check and named as such.
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ from datetime import datetime
 
 from telematics.classify.alarms import SEVERITY_RANK, AlarmCandidate
 from telematics.classify.rules import Rules
-from telematics.fleet import Vehicle
+from telematics.fleet import Vehicle, axle_of
 from telematics.protocol.messages import Telemetry, TireReading
 
 LOW, HIGH, TEMP = "tire_pressure_low", "tire_pressure_high", "tire_temp_high"
 SLOW_LEAK, FAST_LEAK = "tire_slow_leak", "tire_fast_leak"
+IMBALANCE = "tire_imbalance"
 
 ATM_KPA = 101.325
 REF_K = 293.15  # 20 °C: pressures are compared as if the tire were cold
@@ -43,6 +49,21 @@ def cold_kpa(kpa: float, temp_c: float | None) -> float:
     if temp_c is None:
         return kpa
     return (kpa + ATM_KPA) * REF_K / (temp_c + 273.15) - ATM_KPA
+
+
+def _imbalance_reason(axle: str, fresh: list[tuple[float, str]], ratio: float) -> str:
+    """Names the pair: the lowest tire against its own twin if they alone differ that
+    much (one wheel's twins share the load unevenly), else against the axle's highest."""
+    (lo, lo_pos), (hi, hi_pos) = min(fresh), max(fresh)
+    where = f"axle {axle}"
+    if len(lo_pos) == 3:
+        twin_pos = lo_pos[:-1] + ("I" if lo_pos[-1] == "O" else "O")
+        twin = next((kpa for kpa, pos in fresh if pos == twin_pos), None)
+        if twin is not None and twin > 0 and (twin - lo) / twin > ratio:
+            where, hi_pos, hi = f"twins {lo_pos[:-1]}", twin_pos, twin
+    return f"{where} imbalance: {lo_pos} {lo:.0f} kPa vs {hi_pos} {hi:.0f} kPa cold, " + (
+        f"{(hi - lo) / hi:.0%} apart"
+    )
 
 
 class _Window:
@@ -102,8 +123,11 @@ class _Window:
 class _Tire:
     slow: _Window  # cold-compensated kPa
     fast: _Window  # gauge kPa
+    axle: str
     newest: datetime | None = None
     last_temp: float | None = None
+    last_cold: float | None = None  # latest cold-compensated kPa, for axle imbalance
+    last_t: float = 0.0
     active: dict[str, str] = field(default_factory=dict)  # kind → peak severity this episode
 
 
@@ -117,24 +141,42 @@ _CLEAR: _Verdict = (None, True)
 class TireMonitor:
     """Tire conditions of one vehicle; feed it that vehicle's telemetry in arrival order."""
 
-    def __init__(self, vehicle: Vehicle, rules: Rules) -> None:
+    def __init__(
+        self,
+        vehicle: Vehicle,
+        rules: Rules,
+        imbalance_ratio: float | None = None,
+        imbalance_max_skew_s: float = 120.0,
+    ) -> None:
         self.vehicle = vehicle
         self.rules = rules
+        self.imbalance_ratio = imbalance_ratio
+        self.imbalance_max_skew_s = imbalance_max_skew_s
         self._tires: dict[str, _Tire] = {}
+        self._axles: dict[str, list[tuple[str, _Tire]]] = {}  # axle → its (pos, tire)
+        self._imbalanced: dict[str, str] = {}  # axle → position of its lowest tire at onset
 
     def active(self) -> dict[str, frozenset[str]]:
         """Tire position → kinds of its active conditions (positions with none are left out)."""
         return {pos: frozenset(t.active) for pos, t in self._tires.items() if t.active}
 
+    def imbalanced(self) -> dict[str, str]:
+        """Axle → position of the lowest tire when its imbalance began, for active ones."""
+        return dict(self._imbalanced)
+
     def update(self, telemetry: Telemetry) -> list[AlarmCandidate]:
         out: list[AlarmCandidate] = []
+        axles: set[str] = set()
         for reading in telemetry.tires:
             tire = self._tires.get(reading.pos)
             if tire is None:
                 tire = _Tire(
-                    _Window(self.rules.leak_window_s), _Window(self.rules.fast_leak_window_s)
+                    _Window(self.rules.leak_window_s),
+                    _Window(self.rules.fast_leak_window_s),
+                    axle_of(reading.pos),
                 )
                 self._tires[reading.pos] = tire
+                self._axles.setdefault(tire.axle, []).append((reading.pos, tire))
             # An older (or same-time, i.e. resent) reading would corrupt the slope windows.
             if tire.newest is not None and telemetry.ts <= tire.newest:
                 continue
@@ -142,7 +184,36 @@ class TireMonitor:
             if reading.temp_c is not None:
                 tire.last_temp = reading.temp_c
             out.extend(self._check(tire, reading, telemetry))
+            if reading.kpa is not None:
+                axles.add(tire.axle)
+        if self.imbalance_ratio is not None and axles:
+            t = telemetry.ts.timestamp()
+            for axle in sorted(axles):
+                out.extend(self._imbalance(axle, self.imbalance_ratio, t, telemetry))
         return out
+
+    def _imbalance(self, axle: str, ratio: float, t: float, tm: Telemetry) -> list[AlarmCandidate]:
+        oldest = t - self.imbalance_max_skew_s
+        fresh: list[tuple[float, str]] = [
+            (tire.last_cold, pos)
+            for pos, tire in self._axles[axle]
+            if tire.last_cold is not None and tire.last_t >= oldest
+        ]
+        if len(fresh) < 2:
+            return []  # nothing to compare: hold whatever state the axle is in
+        (lo, lo_pos), hi = min(fresh), max(fresh)[0]
+        spread = (hi - lo) / hi if hi > 0 else 0.0
+        if spread <= ratio:
+            if spread < ratio * (1 - self.rules.clear_margin):
+                self._imbalanced.pop(axle, None)
+            return []
+        if axle in self._imbalanced:
+            return []
+        self._imbalanced[axle] = lo_pos
+        reason = _imbalance_reason(axle, fresh, ratio)
+        return [
+            self._candidate(IMBALANCE, "general", reason, lo_pos, tm, key=f"{IMBALANCE}:axle{axle}")
+        ]
 
     def _check(self, tire: _Tire, r: TireReading, tm: Telemetry) -> list[AlarmCandidate]:
         out: list[AlarmCandidate] = []
@@ -177,7 +248,8 @@ class TireMonitor:
         # slow leak. The fast window stays on gauge kPa: within a minute the gas effect is
         # small, while 1 °C of sensor noise moves compensated pressure by ~3 kPa.
         t = tm.ts.timestamp()
-        tire.slow.add(t, cold_kpa(kpa, tire.last_temp))
+        tire.last_cold, tire.last_t = cold_kpa(kpa, tire.last_temp), t
+        tire.slow.add(t, tire.last_cold)
         tire.fast.add(t, kpa)
         fast, slow = tire.fast, tire.slow
         apply(
@@ -247,12 +319,18 @@ class TireMonitor:
         return _CLEAR if rate < rl.fast_leak_kpa_per_min * (1 - rl.clear_margin) else _HOLD
 
     def _candidate(
-        self, kind: str, severity: str, reason: str, pos: str, tm: Telemetry
+        self,
+        kind: str,
+        severity: str,
+        reason: str,
+        pos: str,
+        tm: Telemetry,
+        key: str | None = None,
     ) -> AlarmCandidate:
         return AlarmCandidate(
             vehicle_id=self.vehicle.id,
             kind=kind,
-            key=f"{kind}:{pos}",
+            key=key or f"{kind}:{pos}",
             severity=severity,
             reason=reason,
             seq=tm.seq,

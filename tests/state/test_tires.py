@@ -14,6 +14,7 @@ from telematics.protocol.messages import Telemetry, TireReading
 from telematics.state.tires import (
     FAST_LEAK,
     HIGH,
+    IMBALANCE,
     LOW,
     SLOW_LEAK,
     TEMP,
@@ -274,3 +275,85 @@ def test_custom_rules_thresholds() -> None:
     assert f.one(0, "1L", 850, 72) == [(TEMP, "moderate")]
     got = leak(f, "1R", 850, 0, 20, 5, -40.0, speed=90.0)
     assert [(k, s) for _, k, s in got] == [(FAST_LEAK, "moderate")]
+
+
+# ---- axle imbalance ----
+
+TANKER = Vehicle("SU-H1", "F-1", "hazmat", None, ("1L", "1R", "2LO", "2LI", "2RI", "2RO"), 900.0)
+
+
+class Axles:
+    """A monitor with imbalance on (20 %); ``at(t, tires)`` returns (kind, key, pos)."""
+
+    def __init__(self, vehicle: Vehicle = COACH, skew_s: float = 120.0) -> None:
+        self.monitor = TireMonitor(
+            vehicle, Rules(), imbalance_ratio=0.2, imbalance_max_skew_s=skew_s
+        )
+        self.seq = 0
+        self.last: list[AlarmCandidate] = []
+
+    def at(self, t_s: float, tires: Iterable[Tire]) -> list[tuple[str, str, str | None]]:
+        self.seq += 1
+        readings = tuple(TireReading(pos, kpa, temp, None) for pos, kpa, temp in tires)
+        tm = Telemetry(
+            self.seq, T0 + timedelta(seconds=t_s), 31.3, 120.58, 50.0, 90.0, None, True, None,
+            readings, None,
+        )  # fmt: skip
+        self.last = [c for c in self.monitor.update(tm) if c.kind == IMBALANCE]
+        return [(c.kind, c.key, c.tire_pos) for c in self.last]
+
+
+def test_axle_imbalance_onset_hold_clear_reonset() -> None:
+    a = Axles()
+    assert a.at(0, [("1L", 850, 20), ("1R", 690, 20)]) == []  # 18.8 %
+    onset = a.at(STEP, [("1L", 850, 20), ("1R", 675, 20)])  # 20.6 %, above low-pressure 78.6 %
+    assert onset == [(IMBALANCE, f"{IMBALANCE}:axle1", "1R")]
+    c = a.last[0]
+    assert (c.severity, c.derived, c.level) == ("general", True, None)
+    assert c.reason == "axle 1 imbalance: 1R 675 kPa vs 1L 850 kPa cold, 21% apart"
+    assert a.monitor.imbalanced() == {"1": "1R"}
+    assert a.at(2 * STEP, [("1L", 850, 20), ("1R", 660, 20)]) == []  # still: no repeat
+    assert a.at(3 * STEP, [("1L", 850, 20), ("1R", 682, 20)]) == []  # 19.8 %: in the margin
+    assert a.monitor.imbalanced() == {"1": "1R"}
+    assert a.at(4 * STEP, [("1L", 850, 20), ("1R", 690, 20)]) == []  # 18.8 % < 19.4 %: clear
+    assert a.monitor.imbalanced() == {}
+    assert a.at(5 * STEP, [("1L", 850, 20), ("1R", 670, 20)]) == [
+        (IMBALANCE, f"{IMBALANCE}:axle1", "1R")
+    ]
+
+
+def test_twin_imbalance_is_named_as_such() -> None:
+    a = Axles(TANKER)
+    tires = [("2LO", 900, 20), ("2LI", 700, 20), ("2RI", 890, 20), ("2RO", 880, 20)]
+    assert a.at(0, tires) == [(IMBALANCE, f"{IMBALANCE}:axle2", "2LI")]
+    assert a.last[0].reason == "twins 2L imbalance: 2LI 700 kPa vs 2LO 900 kPa cold, 22% apart"
+
+
+def test_imbalance_across_an_axle_with_twins() -> None:
+    a = Axles(TANKER)
+    # The left twins agree with each other; the right pair is 25 % softer than the left.
+    tires = [("2LO", 900, 20), ("2LI", 900, 20), ("2RI", 680, 20), ("2RO", 690, 20)]
+    assert a.at(0, tires) == [(IMBALANCE, f"{IMBALANCE}:axle2", "2RI")]
+    assert a.last[0].reason.startswith("axle 2 imbalance: 2RI 680 kPa vs ")
+    assert a.at(10, [("1L", 900, 20), ("1R", 900, 20)]) == []  # axle 1 is fine
+
+
+def test_imbalance_compares_cold_pressures() -> None:
+    a = Axles()
+    # 1L is 22 % higher on the gauge only because it is hot (a dragging brake is a
+    # temperature alarm, not an imbalance).
+    assert a.at(0, [("1L", 1100, 100), ("1R", 850, 20)]) == []
+
+
+def test_imbalance_needs_two_fresh_readings_on_the_axle() -> None:
+    a = Axles(skew_s=120.0)
+    assert a.at(0, [("1L", 850, 20)]) == []
+    assert a.at(200, [("1R", 675, 20)]) == []  # 1L's reading is 200 s old
+    assert a.at(250, [("1L", 850, 20)]) == [(IMBALANCE, f"{IMBALANCE}:axle1", "1R")]
+
+
+def test_imbalance_is_off_unless_configured() -> None:
+    f = Feed()
+    cands = f.at(0, [("1L", 850, 20), ("1R", 675, 20)])
+    assert [c.kind for c in cands] == []
+    assert f.monitor.imbalanced() == {}
