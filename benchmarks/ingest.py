@@ -121,10 +121,12 @@ def flood_phase(
     extra = ["--flood", "--batch", str(batch), "--window", str(window), "--drops-per-hour", "0"]
     for kind in ("bare", "real"):
         server = Server(kind, db_url, log_dir)
-        cpu0 = server.cpu_seconds()
-        sim = simulate(server.url, tokens, units, duration, *extra)
-        cpu = server.cpu_seconds() - cpu0
-        server.stop()
+        try:
+            cpu0 = server.cpu_seconds()
+            sim = simulate(server.url, tokens, units, duration, *extra)
+            cpu = server.cpu_seconds() - cpu0
+        finally:
+            server.stop()
         out[kind] = {
             "acked_readings_per_s": sim["items_acked_per_s"],
             "frames_per_s": sim["frames_sent_per_s"],
@@ -144,6 +146,13 @@ def fleet_phase(
 ) -> dict[str, Any]:
     """Many units at 1 Hz with events every 10–30 s: latencies, losses, memory."""
     server = Server("real", db_url, log_dir)
+    try:
+        return _fleet_run(server, tokens, units, duration)
+    finally:
+        server.stop()
+
+
+def _fleet_run(server: Server, tokens: Path, units: int, duration: float) -> dict[str, Any]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "telematics", "simulate", "--url", server.url,
          "--tokens", str(tokens), "--vehicles", str(units), "--duration", str(duration),
@@ -164,7 +173,6 @@ def fleet_phase(
     stdout, _ = proc.communicate(timeout=600)
     sim: dict[str, Any] = json.loads(stdout)
     stats = server_stats(server.port)
-    server.stop()
     per_unit = (rss_at_peak - server.idle_rss) / max(peak_connected, 1)
     return {
         "units": units,

@@ -42,6 +42,7 @@ class Settings:
     rules_file: str | None = None
     max_pending_items: int = 20_000  # writer backlog before ingest stops reading sockets
     max_flush_items: int = 10_000
+    flush_interval_ms: float = 10.0  # floor between commits: bigger batches, fewer round trips
     db_pool_size: int = 4
     idle_timeout_s: float = 60.0
     ping_interval_s: float = 20.0
@@ -68,6 +69,7 @@ def load_settings() -> Settings:
         rules_file=env("TELEMATICS_RULES_FILE") or None,
         max_pending_items=_env_int("TELEMATICS_MAX_PENDING_ITEMS", 20_000),
         max_flush_items=_env_int("TELEMATICS_MAX_FLUSH_ITEMS", 10_000),
+        flush_interval_ms=_env_float("TELEMATICS_FLUSH_INTERVAL_MS", 10.0),
         db_pool_size=_env_int("TELEMATICS_DB_POOL_SIZE", 4),
         idle_timeout_s=_env_float("TELEMATICS_IDLE_TIMEOUT_S", 60.0),
         ping_interval_s=_env_float("TELEMATICS_PING_INTERVAL_S", 20.0),

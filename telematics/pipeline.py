@@ -145,7 +145,6 @@ class VehicleProcessor:
                         vid,
                         item.seq,
                         item.ts,
-                        now,
                         item.lat,
                         item.lon,
                         item.speed_kmh,

@@ -64,7 +64,10 @@ class Hub:
         self.pool = pool
         self.rules = rules
         self.writer = BatchWriter(
-            database_url, settings.max_pending_items, settings.max_flush_items
+            database_url,
+            settings.max_pending_items,
+            settings.max_flush_items,
+            settings.flush_interval_ms / 1000,
         )
         self.connections: dict[str, DeviceConnection] = {}
         self.processors: OrderedDict[str, VehicleProcessor] = OrderedDict()

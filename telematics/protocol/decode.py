@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -228,7 +229,7 @@ def _opt_str(obj: dict[str, Any], name: str) -> str | None:
 
 
 def _extra(obj: dict[str, Any], known: frozenset[str]) -> dict[str, Any] | None:
-    if len(obj.keys() - known) == 0:
+    if known.issuperset(obj):
         return None
     extra = {k: v for k, v in obj.items() if k not in known}
     _check_json_blob("(extra fields)", extra)
@@ -280,7 +281,54 @@ def _tires(obj: dict[str, Any]) -> tuple[TireReading, ...]:
     return tuple(out)
 
 
+_NUMBER = (int, float)
+
+
 def _telemetry(obj: dict[str, Any], now: datetime) -> Telemetry:
+    return _telemetry_fast(obj, now) or _telemetry_checked(obj, now)
+
+
+def _telemetry_fast(obj: dict[str, Any], now: datetime) -> Telemetry | None:
+    """The common case in a few inline checks; None sends the item to the checked path,
+    which finds and names whatever is wrong (NaN fails every comparison, so lands there).
+    """
+    get: Callable[[str], Any] = obj.get
+    seq, ts_text, lat, lon, speed = get("seq"), get("ts"), get("lat"), get("lon"), get("speed_kmh")
+    heading, driver, ignition, odometer = (
+        get("heading_deg"), get("driver_id"), get("ignition"), get("odometer_km"),
+    )  # fmt: skip
+    if not (
+        type(seq) is int
+        and 1 <= seq <= MAX_SEQ
+        and type(ts_text) is str
+        and type(lat) in _NUMBER
+        and type(lon) in _NUMBER
+        and type(speed) in _NUMBER
+        and -90.0 <= lat <= 90.0
+        and -180.0 <= lon <= 180.0
+        and 0.0 <= speed <= MAX_SPEED_KMH
+        and (heading is None or (type(heading) in _NUMBER and 0.0 <= heading <= 360.0))
+        and (odometer is None or (type(odometer) in _NUMBER and 0.0 <= odometer <= 1e8))
+        and (ignition is None or type(ignition) is bool)
+        and (driver is None or (type(driver) is str and 0 < len(driver) <= MAX_ID_LEN
+                                and "\x00" not in driver))
+        and _TELEMETRY_KEYS.issuperset(obj)
+    ):  # fmt: skip
+        return None
+    try:
+        ts = datetime.fromisoformat(ts_text)
+    except ValueError:
+        return None
+    if ts.tzinfo is None or ts > now + MAX_FUTURE or ts < OLDEST_TS:
+        return None
+    return Telemetry(
+        seq, ts, float(lat), float(lon), float(speed),
+        None if heading is None else float(heading), driver, ignition,
+        None if odometer is None else float(odometer), _tires(obj), None,
+    )  # fmt: skip
+
+
+def _telemetry_checked(obj: dict[str, Any], now: datetime) -> Telemetry:
     seq = _seq(obj)
     ts = _ts(obj, now)
     lat, lon, speed = _position(obj)

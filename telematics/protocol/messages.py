@@ -58,7 +58,7 @@ INTERVENTION_STATUSES = ("delivered", "played", "driver_confirmed")
 SEVERITIES = ("general", "moderate", "severe")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: frozen __init__ costs a setattr call per field
 class TireReading:
     pos: str
     kpa: float | None
@@ -66,7 +66,7 @@ class TireReading:
     sensor_battery_pct: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: frozen __init__ costs a setattr call per field
 class Telemetry:
     seq: int
     ts: datetime
@@ -81,7 +81,7 @@ class Telemetry:
     extra: dict[str, Any] | None  # optional fields this server version does not model
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: frozen __init__ costs a setattr call per field
 class DeviceEvent:
     seq: int
     ts: datetime
@@ -98,13 +98,13 @@ class DeviceEvent:
 DataItem = Telemetry | DeviceEvent
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: frozen __init__ costs a setattr call per field
 class InterventionAck:
     id: str
     status: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: frozen __init__ costs a setattr call per field
 class Rejection:
     """An item or frame the server will not take; kept raw for inspection."""
 

@@ -103,6 +103,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="R",
         help="connects per second during start-up (default 200)",
     )
+    parser.add_argument("--warmup", type=float, default=0.0, metavar="S",
+                        help="count latencies and steady rate only after S seconds")  # fmt: skip
+    parser.add_argument("--drain", type=float, default=0.0, metavar="S",
+                        help="at the end stop generating and wait up to S s for acks")  # fmt: skip
     parser.add_argument("--tire-interval", type=float, default=10.0, metavar="S",
                         help="seconds of telemetry between tire readings (default 10)")  # fmt: skip
 
@@ -183,6 +187,8 @@ def simulate_command(args: argparse.Namespace) -> int:
         tire_interval_s=args.tire_interval,
         event_interval_s=args.event_interval,
         connect_rate_per_s=args.connect_rate,
+        warmup_s=args.warmup,
+        drain_s=args.drain,
     )
     try:
         config.validate()

@@ -41,6 +41,8 @@ class SimConfig:
     tire_interval_s: float = 10.0  # a tires array every this many simulated seconds
     event_interval_s: tuple[float, float] | None = None  # one event per uniform(a, b) s
     connect_rate_per_s: float = 200.0  # start-up ramp
+    warmup_s: float = 0.0  # latencies and steady rates count only after this (the ramp)
+    drain_s: float = 0.0  # at the end, stop generating and wait this long for the last acks
     # -- extensions (not needed by most callers) --
     tire_fault_fraction: float = 0.02  # share of vehicles with one faulty tire
     max_buffer: int = 100_000  # items a unit holds unacked before dropping the oldest

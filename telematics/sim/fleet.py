@@ -66,16 +66,30 @@ async def run_fleet(
              for i, u in enumerate(units)]  # fmt: skip
     for task in tasks:
         task.add_done_callback(_log_crash)
+    warmup = asyncio.get_running_loop().call_later(config.warmup_s, stats.start_steady)
     try:
         if config.duration_s is None:
             await stop.wait()
         else:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), config.duration_s)
+        if config.drain_s > 0:
+            await _drain(units, stats, config.drain_s)
     finally:
+        warmup.cancel()
         stats.finished_at = time.time()
         await _shutdown(units, tasks)
     return stats
+
+
+async def _drain(units: list[Unit], stats: FleetStats, limit_s: float) -> None:
+    """Stop generating; give the server up to ``limit_s`` to acknowledge what was sent."""
+    stats.end_steady()
+    for unit in units:
+        unit.draining = True
+    deadline = time.monotonic() + limit_s
+    while stats.unacked_items() and time.monotonic() < deadline:  # noqa: ASYNC110 - polls a sum
+        await asyncio.sleep(0.1)
 
 
 async def _shutdown(units: list[Unit], tasks: list[asyncio.Task[None]]) -> None:

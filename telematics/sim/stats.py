@@ -136,7 +136,23 @@ class FleetStats:
         self.event_to_intervention_s = Reservoir(seed=2)
         self.started_at = time.time()
         self.finished_at: float | None = None
+        self.steady_from: float | None = None  # end of the warm-up, when one was asked for
+        self.steady_until: float | None = None  # start of the drain
+        self._acked_at_steady = 0
+        self._acked_at_drain = 0
         self._held: list[Callable[[], int]] = []
+
+    def start_steady(self) -> None:
+        """End of the warm-up: latencies from here on only, and a steady-state rate."""
+        self.steady_from = time.time()
+        self._acked_at_steady = self.items_acked
+        self.ack_latency_s = Reservoir(seed=1)
+        self.event_to_intervention_s = Reservoir(seed=2)
+
+    def end_steady(self) -> None:
+        """Generation stops (drain): the steady-state rate ends here."""
+        self.steady_until = time.time()
+        self._acked_at_drain = self.items_acked
 
     # -- recording -------------------------------------------------------------------
 
@@ -173,6 +189,13 @@ class FleetStats:
     def elapsed_s(self) -> float:
         end = self.finished_at if self.finished_at is not None else time.time()
         return max(1e-9, end - self.started_at)
+
+    def _steady_rate(self) -> float | None:
+        if self.steady_from is None:
+            return None
+        end = self.steady_until or self.finished_at or time.time()
+        acked = self._acked_at_drain if self.steady_until else self.items_acked
+        return round((acked - self._acked_at_steady) / max(end - self.steady_from, 1e-9), 1)
 
     def snapshot(self) -> dict[str, object]:
         """A JSON-ready summary (the simulator prints it at the end)."""
@@ -220,6 +243,7 @@ class FleetStats:
             "connect_failures": self.connect_failures,
             "connect_errors": dict(self.connect_errors),
             "items_acked_per_s": round(self.items_acked / elapsed, 1),
+            "steady_acked_per_s": self._steady_rate(),
             "frames_sent_per_s": round(self.frames_sent / elapsed, 1),
             "ack_latency": series("ack", self.ack_latency_s),
             "event_to_intervention": series("event", self.event_to_intervention_s),

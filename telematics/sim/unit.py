@@ -102,6 +102,7 @@ class Unit:
         self._drop_handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stopping = False  # set when the fleet stops: generate and send nothing more
+        self.draining = False  # set before stopping: generate nothing, still send and take acks
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -232,7 +233,7 @@ class Unit:
                 next_t = now + period
             if self.stopping:
                 return
-            if not self.outbox.started or (flood and self._welcomed):
+            if self.draining or not self.outbox.started or (flood and self._welcomed):
                 continue
             self._generate(1)
             if not flood and self._welcomed:

@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
@@ -33,7 +33,6 @@ _TELEMETRY_COLS = (
     "vehicle_id",
     "seq",
     "ts",
-    "received_at",
     "lat",
     "lon",
     "speed_kmh",
@@ -42,7 +41,7 @@ _TELEMETRY_COLS = (
     "ignition",
     "odometer_km",
     "extra",
-)
+)  # received_at defaults to the transaction time
 _TIRE_COLS = ("vehicle_id", "seq", "ts", "pos", "kpa", "temp_c", "sensor_battery_pct")
 _EVENT_COLS = (
     "vehicle_id",
@@ -124,10 +123,12 @@ class BatchWriter:
         database_url: str,
         max_pending: int = 20_000,
         max_flush: int = 10_000,
+        min_interval_s: float = 0.010,
     ) -> None:
         self.database_url = database_url
         self.max_pending = max_pending
         self.max_flush = max_flush
+        self.min_interval_s = min_interval_s
         self.stats = WriterStats()
         self._queue: deque[_Pending] = deque()
         self._cond = threading.Condition()
@@ -191,15 +192,22 @@ class BatchWriter:
         assert main is not None
         loop = _new_loop()
         try:
+            last_flush = 0.0
             while True:
                 with self._cond:
                     while not self._queue and not self._closing and not self._abort:
                         self._waiting = True
                         self._cond.wait()
                         self._waiting = False
+                    # Group commit with a floor on the interval: each flush costs several
+                    # round trips, so at moderate load gather a few ms of plans into one.
+                    linger = last_flush + self.min_interval_s - time.monotonic()
+                    if linger > 0 and not self._closing and self._size_queued() < self.max_flush:
+                        self._cond.wait(linger)
                     if self._abort or not self._queue:
                         break
                     batch = self._take()
+                last_flush = time.monotonic()
                 if not loop.run_until_complete(self._flush_with_retries(batch)):
                     break  # aborted: these plans were not committed, so they are not acked
                 main.call_soon_threadsafe(self._completed, batch)
@@ -246,6 +254,9 @@ class BatchWriter:
         space = self._space_condition()
         async with space:
             space.notify_all()
+
+    def _size_queued(self) -> int:
+        return sum(p.plan.size for p in self._queue)
 
     def _take(self) -> list[_Pending]:
         taken: list[_Pending] = []
@@ -369,12 +380,14 @@ class BatchWriter:
     async def _ensure_partitions(
         self, conn: asyncpg.Connection, plans: list[StorePlan]
     ) -> set[date]:
-        months = {r[2].date().replace(day=1) for p in plans for r in p.telemetry}
-        months |= {r[2].date().replace(day=1) for p in plans for r in p.tires}
-        new = months - self._months
-        for month in sorted(new):
+        """Create the UTC month partitions this batch needs (tire rows share their ts)."""
+        stamps = [r[2] for p in plans for r in p.telemetry]
+        if not stamps:
+            return set()
+        needed = _months_between(min(stamps), max(stamps)) - self._months
+        for month in sorted(needed):
             await conn.execute("SELECT ensure_month_partitions($1)", month)
-        return new
+        return needed
 
     async def _repeat_alarms(self, conn: asyncpg.Connection, plans: list[StorePlan]) -> None:
         # One row per alarm: an UPDATE applies only one source row per target row.
@@ -453,9 +466,10 @@ async def _copy(
 def _as_rejected(plan: StorePlan, reason: str) -> StorePlan:
     """Keep a plan the database refused as rejected items, so nothing is lost."""
     kept = StorePlan(plan.vehicle_id, min_seq=plan.min_seq, max_seq=plan.max_seq)
+    now = datetime.now(UTC)
     for row in plan.telemetry:
         raw = orjson.dumps(dict(zip(_TELEMETRY_COLS, row, strict=True)), default=str)
-        kept.rejected.append((plan.vehicle_id, row[1], row[3], "invalid_item", reason, raw))
+        kept.rejected.append((plan.vehicle_id, row[1], now, "invalid_item", reason, raw))
     for row in plan.events:
         raw = orjson.dumps(dict(zip(_EVENT_COLS, row, strict=True)), default=str)
         kept.rejected.append((plan.vehicle_id, row[1], row[3], "invalid_item", reason, raw))
@@ -475,3 +489,14 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _months_between(lo: datetime, hi: datetime) -> set[date]:
+    """First days of every UTC month from ``lo`` to ``hi``."""
+    lo, hi = lo.astimezone(UTC), hi.astimezone(UTC)
+    months = set()
+    year, month = lo.year, lo.month
+    while (year, month) <= (hi.year, hi.month):
+        months.add(date(year, month, 1))
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months

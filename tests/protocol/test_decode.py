@@ -167,3 +167,26 @@ def test_random_bytes_never_raise() -> None:
     for _ in range(500):
         blob = bytes(rng.randrange(256) for _ in range(rng.randint(0, 64)))
         assert all(isinstance(o, Rejection) for o in decode_frame(blob, NOW))
+
+
+def test_fast_path_agrees_with_checked_path() -> None:
+    """The inline fast path accepts only what the checked path accepts, with equal results."""
+    from telematics.errors import ItemError
+    from telematics.protocol.decode import _telemetry_checked, _telemetry_fast
+
+    rng = random.Random(3)
+    values: list[Any] = [None, True, 0, -1, 1, 59.9, 91, 181, 360.5, "x", "", "D" * 70,
+                         float("nan"), 1e9, [1], "2026-11-26T08:00:01Z"]  # fmt: skip
+    fields = ["seq", "ts", "lat", "lon", "speed_kmh", "heading_deg", "driver_id", "ignition",
+              "odometer_km", "extra_field"]  # fmt: skip
+    for _ in range(4000):
+        item = tel(heading_deg=87, driver_id="D-1", ignition=True, odometer_km=5.0)
+        for _ in range(rng.randint(0, 2)):
+            item[rng.choice(fields)] = rng.choice(values)
+        fast = _telemetry_fast(item, NOW)
+        try:
+            checked = _telemetry_checked(item, NOW)
+        except ItemError:
+            assert fast is None, item
+            continue
+        assert fast is None or fast == checked, item

@@ -14,7 +14,7 @@ from tests.helpers import add_vehicle
 
 def _plan(vehicle_id: str, seq: int, lat: object = 31.3) -> StorePlan:
     now = datetime.now(UTC)
-    row = (vehicle_id, seq, now, now, lat, 120.6, 50.0, None, None, None, None, None)
+    row = (vehicle_id, seq, now, lat, 120.6, 50.0, None, None, None, None, None)
     return StorePlan(vehicle_id, telemetry=[row], min_seq=seq, max_seq=seq)
 
 
