@@ -70,12 +70,13 @@ def server_stats(port: int) -> dict[str, Any]:
 
 
 class Server:
-    def __init__(self, kind: str, db_url: str, log_dir: Path) -> None:
+    def __init__(self, kind: str, db_url: str, log_dir: Path, workers: int = 1) -> None:
         self.kind = kind
         self.port = free_port()
         env = {**os.environ, "TELEMATICS_DATABASE_URL": db_url, "TELEMATICS_LOG_LEVEL": "WARNING"}
         if kind == "real":
-            cmd = [sys.executable, "-m", "telematics", "serve", "--port", str(self.port)]
+            cmd = [sys.executable, "-m", "telematics", "serve", "--port", str(self.port),
+                   "--workers", str(workers)]  # fmt: skip
         else:
             cmd = [sys.executable, str(ROOT / "benchmarks" / "bare_server.py"),
                    "--port", str(self.port)]  # fmt: skip
@@ -83,15 +84,21 @@ class Server:
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         wait_healthy(self.port, self.proc)
         self.ps = psutil.Process(self.proc.pid)
-        self.idle_rss = self.ps.memory_info().rss
+        self.idle_rss = self.rss()
+
+    def processes(self) -> list[psutil.Process]:
+        """The server and its worker processes (with --workers N the parent only waits)."""
+        return [self.ps, *self.ps.children(recursive=True)]
+
+    def rss(self) -> int:
+        return sum(int(p.memory_info().rss) for p in self.processes())
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/v1/device"
 
     def cpu_seconds(self) -> float:
-        t = self.ps.cpu_times()
-        return float(t.user + t.system)
+        return sum(float(p.cpu_times().user + p.cpu_times().system) for p in self.processes())
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -114,13 +121,23 @@ def simulate(url: str, tokens: Path, units: int, duration: float, *extra: str) -
 
 
 def flood_phase(
-    db_url: str, tokens: Path, log_dir: Path, units: int, duration: float, batch: int, window: int
+    db_url: str,
+    tokens: Path,
+    log_dir: Path,
+    units: int,
+    duration: float,
+    batch: int,
+    window: int,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """The same flood load against the bare server and the real one; acked readings/s."""
-    out: dict[str, Any] = {"units": units, "batch": batch, "window": window, "duration_s": duration}
+    out: dict[str, Any] = {
+        "units": units, "batch": batch, "window": window, "duration_s": duration,
+        "server_workers": workers,
+    }  # fmt: skip
     extra = ["--flood", "--batch", str(batch), "--window", str(window), "--drops-per-hour", "0"]
     for kind in ("bare", "real"):
-        server = Server(kind, db_url, log_dir)
+        server = Server(kind, db_url, log_dir, workers if kind == "real" else 1)
         try:
             cpu0 = server.cpu_seconds()
             sim = simulate(server.url, tokens, units, duration, *extra)
@@ -142,10 +159,10 @@ def flood_phase(
 
 
 def fleet_phase(
-    db_url: str, tokens: Path, log_dir: Path, units: int, duration: float
+    db_url: str, tokens: Path, log_dir: Path, units: int, duration: float, workers: int = 1
 ) -> dict[str, Any]:
     """Many units at 1 Hz with events every 10–30 s: latencies, losses, memory."""
-    server = Server("real", db_url, log_dir)
+    server = Server("real", db_url, log_dir, workers)
     try:
         return _fleet_run(server, tokens, units, duration)
     finally:
@@ -157,7 +174,7 @@ def _fleet_run(server: Server, tokens: Path, units: int, duration: float) -> dic
         [sys.executable, "-m", "telematics", "simulate", "--url", server.url,
          "--tokens", str(tokens), "--vehicles", str(units), "--duration", str(duration),
          "--rate", "1", "--event-interval", "10,30", "--drops-per-hour", "0",
-         "--connect-rate", "500"],
+         "--connect-rate", "500", "--warmup", "15", "--drain", "10"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     peak_connected, rss_at_peak = 0, server.idle_rss
@@ -169,7 +186,7 @@ def _fleet_run(server: Server, tokens: Path, units: int, duration: float) -> dic
         except OSError:
             continue
         if connected >= peak_connected:
-            peak_connected, rss_at_peak = connected, server.ps.memory_info().rss
+            peak_connected, rss_at_peak = connected, server.rss()
     stdout, _ = proc.communicate(timeout=600)
     sim: dict[str, Any] = json.loads(stdout)
     stats = server_stats(server.port)
@@ -179,6 +196,7 @@ def _fleet_run(server: Server, tokens: Path, units: int, duration: float) -> dic
         "duration_s": duration,
         "readings_acked": sim["items_acked"],
         "acked_per_s": sim["items_acked_per_s"],
+        "steady_acked_per_s": sim["steady_acked_per_s"],
         "ack_p50_ms": sim["ack_latency"]["p50_ms"],
         "ack_p99_ms": sim["ack_latency"]["p99_ms"],
         "events_sent": sim["events_sent"],
@@ -219,6 +237,7 @@ def main() -> int:
     parser.add_argument("--c-units", type=int, default=5000)
     parser.add_argument("--c-duration", type=float, default=90.0)
     parser.add_argument("--only", choices=("a", "b", "c"), action="append")
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.c_units, args.c_duration = 8.0, 500, 20.0
@@ -238,15 +257,15 @@ def main() -> int:
         }
         if "a" in only:
             results["a_single_reading_frames"] = flood_phase(
-                db_url, tokens, work, args.units, args.duration, 1, args.window
+                db_url, tokens, work, args.units, args.duration, 1, args.window, args.workers
             )
         if "b" in only:
             results["b_batches_of_50"] = flood_phase(
-                db_url, tokens, work, args.units, args.duration, 50, args.window
+                db_url, tokens, work, args.units, args.duration, 50, args.window, args.workers
             )
         if "c" in only:
             results["c_fleet_1hz"] = fleet_phase(
-                db_url, tokens, work, args.c_units, args.c_duration
+                db_url, tokens, work, args.c_units, args.c_duration, args.workers
             )
         print(json.dumps(results, indent=2))
     return 0

@@ -38,6 +38,7 @@ def _with_db(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from telematics import server
+    from telematics.runtime import install_fast_loop
 
     settings = settings.with_overrides(
         host=args.host or settings.host,
@@ -46,7 +47,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     )
     url = database_url(settings)
     if args.reuse_port:
-        server.install_fast_loop()
+        install_fast_loop()
         asyncio.run(server.serve_forever(settings, url, reuse_port=True))
         return 0
     return server.run_workers(settings, url)

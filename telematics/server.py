@@ -13,16 +13,9 @@ from aiohttp import web
 
 from telematics.config import Settings
 from telematics.ingest.app import build_app
+from telematics.runtime import install_fast_loop, tune_gc, tune_switching
 
 log = logging.getLogger(__name__)
-
-
-def install_fast_loop() -> None:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 async def serve_forever(
@@ -31,6 +24,8 @@ async def serve_forever(
     reuse_port: bool = False,
     ready: asyncio.Event | None = None,
 ) -> None:
+    tune_gc()
+    tune_switching()
     runner = web.AppRunner(build_app(settings, database_url), shutdown_timeout=10)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)

@@ -78,9 +78,12 @@ def decode_frame(data: str | bytes, now: datetime) -> list[Decoded]:
     return [decode_item(obj, raw, now)]
 
 
-def decode_item(obj: dict[str, Any], raw: bytes, now: datetime) -> DataItem | Rejection:
-    """Decode one telemetry or event object; a problem becomes a Rejection."""
-    seq = _peek_seq(obj)
+def decode_item(obj: dict[str, Any], raw: bytes | None, now: datetime) -> DataItem | Rejection:
+    """Decode one telemetry or event object; a problem becomes a Rejection.
+
+    ``raw`` is the item's own bytes when it was a whole frame; items of a batch are
+    re-serialised only if they are rejected.
+    """
     try:
         kind = obj.get("type")
         if kind == "telemetry":
@@ -91,7 +94,8 @@ def decode_item(obj: dict[str, Any], raw: bytes, now: datetime) -> DataItem | Re
             raise ItemError("type", "required")
         raise DeviceInputError("unknown_type", f"type: unknown message type {_show(kind)}")
     except DeviceInputError as exc:
-        return Rejection(exc.code, exc.message, raw, seq)
+        raw = orjson.dumps(obj) if raw is None else raw
+        return Rejection(exc.code, exc.message, raw, _peek_seq(obj))
 
 
 def _decode_batch(obj: dict[str, Any], raw: bytes, now: datetime) -> list[Decoded]:
@@ -120,7 +124,7 @@ def _decode_batch(obj: dict[str, Any], raw: bytes, now: datetime) -> list[Decode
                 )
             )
         else:
-            out.append(decode_item(item, orjson.dumps(item), now))
+            out.append(decode_item(item, None, now))
     return out
 
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import orjson
 
 from telematics.errors import ConfigError
+from telematics.runtime import tune_gc
 from telematics.sim.config import SimConfig
 from telematics.sim.fleet import read_tokens, run_fleet
 from telematics.sim.stats import FleetStats
@@ -157,6 +158,7 @@ def run_with_best_loop(coro: Coroutine[Any, Any, T]) -> T:
 
 def simulate_command(args: argparse.Namespace) -> int:
     """Run the simulator as configured by :func:`add_arguments`; the exit code."""
+    tune_gc()
     try:
         units = read_tokens(args.tokens)
     except (OSError, ConfigError) as exc:
