@@ -1,4 +1,4 @@
-"""``telematics`` command line: serve, migrate, vehicle, zone, demo, simulate."""
+"""``telematics`` command line: serve, migrate, vehicle, zone, report, demo, simulate."""
 
 from __future__ import annotations
 
@@ -159,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     from telematics.geo.cli import add_arguments as add_zone_arguments
 
     add_zone_arguments(sub)
+
+    from telematics.report.cli import add_arguments as add_report_arguments
+
+    add_report_arguments(sub)
     return parser
 
 
