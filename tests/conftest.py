@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def admin_url() -> Iterator[str]:
     """A maintenance URL on a PostgreSQL we may create databases in."""
     external = os.environ.get("TELEMATICS_DATABASE_URL")
     if external:
@@ -27,7 +28,10 @@ def admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     import pgserver
 
-    server: Any = pgserver.get_server(Path(tmp_path_factory.mktemp("pg")), cleanup_mode="delete")
+    # Not under pytest's basetemp: a newer pytest session (say, a second checkout's) prunes
+    # old basetemp directories, which would delete a live data directory from under us.
+    pgdata = Path(tempfile.mkdtemp(prefix="telematics-test-pg-"))
+    server: Any = pgserver.get_server(pgdata, cleanup_mode="delete")
     yield server.get_uri("postgres")
     server.cleanup()
 
