@@ -39,7 +39,10 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
-    rules_file: str | None = None
+    rules_file: str | None = None  # first-version rules; `telematics report` still reads it
+    policy_file: str | None = None  # risk policy (classify/policy.json unless set)
+    escalation_file: str | None = None  # interventions policy (intervene/escalation.json)
+    stale_after_s: float = 120.0  # an alarm from an older item is late: no in-cab alert
     max_pending_items: int = 20_000  # writer backlog before ingest stops reading sockets
     max_flush_items: int = 10_000
     flush_interval_ms: float = 10.0  # floor between commits: bigger batches, fewer round trips
@@ -67,6 +70,9 @@ def load_settings() -> Settings:
         port=_env_int("TELEMATICS_PORT", 8080),
         workers=_env_int("TELEMATICS_WORKERS", 1),
         rules_file=env("TELEMATICS_RULES_FILE") or None,
+        policy_file=env("TELEMATICS_POLICY_FILE") or None,
+        escalation_file=env("TELEMATICS_ESCALATION_FILE") or None,
+        stale_after_s=_env_float("TELEMATICS_STALE_AFTER_S", 120.0),
         max_pending_items=_env_int("TELEMATICS_MAX_PENDING_ITEMS", 20_000),
         max_flush_items=_env_int("TELEMATICS_MAX_FLUSH_ITEMS", 10_000),
         flush_interval_ms=_env_float("TELEMATICS_FLUSH_INTERVAL_MS", 10.0),

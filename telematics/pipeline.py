@@ -3,12 +3,18 @@
 One :class:`VehicleProcessor` lives per connected vehicle. It is fed the items of each
 frame in seq order and returns everything the writer must commit in one transaction;
 only after that commit does the connection send the ack and the interventions.
+
+Per item, all in memory: the geofence tracker turns each fix into zone transitions, the
+vehicle's streaming state (``state/vehicle.py``) derives and grades alarms from fixes and
+device events, and the alarm lifecycle (``intervene/lifecycle.py``) decides whether an
+alarm opens, repeats or rises; the interventions policy (``intervene/escalation.py``)
+says what that triggers: a cab alert, a dispatcher task, an insurer notice.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,9 +22,19 @@ from typing import Any
 import orjson
 
 from telematics.classify.alarms import AlarmCandidate
-from telematics.classify.rules import Rules, grade_event
+from telematics.classify.risk_policy import RiskPolicy
 from telematics.fleet import Vehicle
-from telematics.intervene.policy import AlarmBook, Decision
+from telematics.geo.context import NO_ZONES, ZoneContext
+from telematics.geo.index import ZoneIndex
+from telematics.geo.tracker import GeofenceTracker
+from telematics.intervene.escalation import (
+    CabAlert,
+    InterventionPolicy,
+    LifecycleWrites,
+    actions_for,
+)
+from telematics.intervene.escalation import load_policy as load_escalation_policy
+from telematics.intervene.lifecycle import AlarmState, condition_ended, occur, open_alarm
 from telematics.protocol.messages import (
     DataItem,
     DeviceEvent,
@@ -26,7 +42,8 @@ from telematics.protocol.messages import (
     Rejection,
     Telemetry,
 )
-from telematics.state.tires import TireMonitor
+from telematics.state.tires import CONDITION_KINDS
+from telematics.state.vehicle import VehicleState
 
 #: An alarm raised by an item older than this (offline replay) gets no in-cab intervention.
 DEFAULT_STALE_AFTER = timedelta(minutes=2)
@@ -94,6 +111,10 @@ class StorePlan:
     repeats: dict[str, AlarmRepeat] = field(default_factory=dict)
     interventions: list[Intervention] = field(default_factory=list)
     device_statuses: list[tuple[str, str, datetime]] = field(default_factory=list)
+    # (vehicle_id, zone_id, transition, ts, seq, lat, lon): enter / exit / dwell
+    zone_transitions: list[tuple[Any, ...]] = field(default_factory=list)
+    # audit rows, dispatcher tasks, upgrades, clears and insurer notices of the alarms
+    lifecycle: LifecycleWrites = field(default_factory=LifecycleWrites)
     min_seq: int = 0  # lowest and highest seq consumed (stored or rejected) by this plan
     max_seq: int = 0
     severities: list[str] = field(default_factory=list)  # of new alarms, for live stats
@@ -112,22 +133,61 @@ def _json(value: dict[str, Any] | None) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
+class ZoneSource:
+    """The worker's current zone index, shared by all its processors.
+
+    The hub swaps ``index`` when zones are edited; each processor hands the new index to
+    its tracker at its next frame (``GeofenceTracker.replace_index`` keeps visits by id).
+    """
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: ZoneIndex | None = None) -> None:
+        self.index = index if index is not None else ZoneIndex()
+
+
 class VehicleProcessor:
-    """Per-vehicle streaming state and grading; pure and fed in seq order."""
+    """Per-vehicle streaming state, geofences, grading and alarm lifecycle; pure, fed in
+    seq order."""
 
     def __init__(
         self,
         vehicle: Vehicle,
-        rules: Rules,
+        policy: RiskPolicy,
+        escalation: InterventionPolicy | None = None,
+        zones: ZoneSource | None = None,
         stale_after: timedelta = DEFAULT_STALE_AFTER,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
         self.vehicle = vehicle
-        self.rules = rules
+        self.policy = policy
+        self.escalation = escalation if escalation is not None else load_escalation_policy()
+        self.zones = zones if zones is not None else ZoneSource()
         self.stale_after = stale_after
-        self.tires = TireMonitor(vehicle, rules)
-        self.book = AlarmBook(rules, new_id)
+        self.state = VehicleState(vehicle, policy)
+        self.tracker = GeofenceTracker(self.zones.index)
+        #: Behaviour key → its latest alarm (active, or cleared and not yet forgotten).
+        self.alarms: dict[str, AlarmState] = {}
         self._new_id = new_id
+
+    def restore(self, alarms: Iterable[AlarmState]) -> None:
+        """Re-seed the vehicle's open alarms (from the store, for a new processor): the
+        next occurrence extends them, and a tire condition still open goes on."""
+        for alarm in alarms:
+            if not alarm.active:
+                continue
+            self.alarms[alarm.key] = alarm
+            if alarm.derived and alarm.tire_pos and alarm.kind in CONDITION_KINDS:
+                self.state.restore_condition(alarm.kind, alarm.tire_pos, alarm.severity)
+
+    def forget(self, key: str, alarm_id: str) -> bool:
+        """Drop an alarm that was cleared elsewhere (a dispatcher, the auto-clear timer):
+        the next occurrence of its behaviour opens a new alarm. False if not ours."""
+        alarm = self.alarms.get(key)
+        if alarm is None or alarm.id != alarm_id:
+            return False
+        del self.alarms[key]
+        return True
 
     def process(
         self,
@@ -138,6 +198,11 @@ class VehicleProcessor:
     ) -> StorePlan:
         vid = self.vehicle.id
         plan = StorePlan(vid)
+        state = self.state
+        tracker = self.tracker
+        index = self.zones.index
+        if tracker.index is not index:
+            tracker.replace_index(index)
         for item in items:
             if type(item) is Telemetry:
                 plan.telemetry.append(
@@ -160,8 +225,13 @@ class VehicleProcessor:
                         plan.tires.append(
                             (vid, item.seq, item.ts, t.pos, t.kpa, t.temp_c, t.sensor_battery_pct)
                         )
-                    for candidate in self.tires.update(item):
-                        self._alarm(candidate, plan, now)
+                zones = tracker.update(item.ts, item.lon, item.lat)
+                if zones is not NO_ZONES and (zones.entered or zones.exited or zones.dwelling):
+                    self._transitions(item, zones, plan)
+                for candidate in state.observe_telemetry(item, zones):
+                    self._alarm(candidate, plan, now)
+                if item.tires and state.ended_conditions:
+                    self._ended(state.ended_conditions, item.ts, plan)
             else:
                 assert isinstance(item, DeviceEvent)
                 plan.events.append(
@@ -180,7 +250,7 @@ class VehicleProcessor:
                         _json(item.extra),
                     )
                 )
-                self._alarm(grade_event(item, self.vehicle, self.rules), plan, now)
+                self._alarm(state.observe_event(item), plan, now)
         for r in rejected:
             plan.rejected.append((vid, r.seq, now, r.code, r.message, r.raw))
         for ack in acks:
@@ -190,22 +260,62 @@ class VehicleProcessor:
         plan.max_seq = max(seqs, default=0)
         return plan
 
-    def _alarm(self, candidate: AlarmCandidate, plan: StorePlan, now: datetime) -> None:
-        decision: Decision = self.book.decide(candidate)
-        late = candidate.ts < now - self.stale_after
-        c = candidate
-        if decision.is_new:
+    def _transitions(self, t: Telemetry, zones: ZoneContext, plan: StorePlan) -> None:
+        vid, rows = self.vehicle.id, plan.zone_transitions
+        for ref in zones.entered:
+            rows.append((vid, ref.id, "enter", t.ts, t.seq, t.lat, t.lon))
+        for ref in zones.exited:
+            rows.append((vid, ref.id, "exit", t.ts, t.seq, t.lat, t.lon))
+        for ref in zones.dwelling:
+            rows.append((vid, ref.id, "dwell", t.ts, t.seq, t.lat, t.lon))
+
+    def _ended(self, keys: list[str], ts: datetime, plan: StorePlan) -> None:
+        """Tire conditions back to normal: their alarms clear (``condition_ended``)."""
+        for key in keys:
+            alarm = self.alarms.get(key)
+            if alarm is not None and alarm.active:
+                t = condition_ended(alarm, ts)
+                self.alarms[key] = t.state
+                plan.lifecycle.add_transition(t)
+
+    def _alarm(self, c: AlarmCandidate, plan: StorePlan, now: datetime) -> None:
+        late = c.ts < now - self.stale_after
+        prior = self.alarms.get(c.key)
+        if prior is None:
+            t = open_alarm(
+                self._new_id(),
+                c.vehicle_id,
+                c.key,
+                c.kind,
+                c.severity,
+                c.ts,
+                reason=c.reason,
+                derived=c.derived,
+                tire_pos=c.tire_pos,
+            )
+        else:
+            t = occur(
+                prior,
+                c.severity,
+                c.ts,
+                reason=c.reason,
+                policy=self.escalation.auto_clear,
+                new_id=self._new_id,
+            )
+        alarm = t.state
+        self.alarms[c.key] = alarm
+        if t.opened:
             plan.alarms.append(
                 (
-                    decision.alarm_id,
+                    alarm.id,
                     c.vehicle_id,
                     c.kind,
                     c.key,
-                    decision.severity,
-                    c.reason,
-                    c.derived,
+                    alarm.severity,
+                    alarm.reason,
+                    alarm.derived,
                     c.level,
-                    c.tire_pos,
+                    alarm.tire_pos,
                     c.seq,
                     c.ts,
                     c.seq,
@@ -214,34 +324,39 @@ class VehicleProcessor:
                     c.lat,
                     c.lon,
                     c.speed_kmh,
-                    self.rules.version,
+                    self.policy.version,
                     late,
                 )
             )
-            plan.severities.append(decision.severity)
+            plan.severities.append(alarm.severity)
         else:
-            prior = plan.repeats.get(decision.alarm_id)
-            plan.repeats[decision.alarm_id] = AlarmRepeat(
-                decision.alarm_id,
+            prior_repeat = plan.repeats.get(alarm.id)
+            plan.repeats[alarm.id] = AlarmRepeat(
+                alarm.id,
                 c.seq,
-                c.ts,
-                (prior.occurrences if prior else 0) + 1,
-                decision.severity,
-                c.reason,
+                alarm.last_seen_at,  # never earlier than what is stored: a replay is older
+                (prior_repeat.occurrences if prior_repeat else 0) + 1,
+                alarm.severity,
+                alarm.reason,
             )
-        spec = decision.intervention
-        if spec is None or late:
-            return
-        plan.interventions.append(
-            Intervention(
-                self._new_id(),
-                decision.alarm_id,
-                c.vehicle_id,
-                decision.severity,
-                spec.action,
-                spec.message,
-                c.seq,
-                c.kind,
-                now,
-            )
-        )
+        if t.audit:
+            plan.lifecycle.add_transition(t)
+        if not t.opened and t.raised_from is None:
+            return  # a plain repeat triggers nothing
+        actions = actions_for(t, now, policy=self.escalation, late=late, new_id=self._new_id)
+        for action in actions:
+            if type(action) is CabAlert:  # none for a late (replayed) alarm
+                plan.interventions.append(
+                    Intervention(
+                        self._new_id(),
+                        action.alarm_id,
+                        c.vehicle_id,
+                        action.severity,
+                        action.action,
+                        action.message,
+                        c.seq,
+                        c.kind,
+                        now,
+                    )
+                )
+        plan.lifecycle.add_actions(actions)

@@ -48,9 +48,25 @@ class RunningServer:
         await self.runner.cleanup()
 
 
-async def start_server(db_url: str, port: int = 0, **overrides: Any) -> RunningServer:
+class Clock:
+    """Real time plus an offset a test moves forward (``start_server(clock=...)``)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
+async def start_server(
+    db_url: str, port: int = 0, clock: Clock | None = None, **overrides: Any
+) -> RunningServer:
     settings = Settings(host="127.0.0.1", port=port, **overrides)
-    runner = web.AppRunner(build_app(settings, db_url), shutdown_timeout=5)
+    app = build_app(settings, db_url) if clock is None else build_app(settings, db_url, clock)
+    runner = web.AppRunner(app, shutdown_timeout=5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 from aiohttp import web
 
-from telematics.classify.rules import load_rules
+from telematics.classify.risk_policy import load_policy
 from telematics.config import Settings
 from telematics.ingest.device import device_endpoint
-from telematics.ingest.hub import Hub
+from telematics.ingest.hub import Hub, utc_now
 from telematics.ingest.keys import HUB
+from telematics.intervene.escalation import load_policy as load_escalation_policy
 from telematics.store.database import create_pool
 from telematics.store.migrate import migrate
 
@@ -28,9 +30,13 @@ async def stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[HUB].snapshot())
 
 
-def build_app(settings: Settings, database_url: str) -> web.Application:
+def build_app(
+    settings: Settings, database_url: str, clock: Callable[[], datetime] = utc_now
+) -> web.Application:
+    """``clock``: the server's notion of now (tests move it to reach escalation steps)."""
     app = web.Application()
-    rules = load_rules(settings.rules_file)
+    policy = load_policy(settings.policy_file)  # once per worker; errors name the setting
+    escalation = load_escalation_policy(settings.escalation_file)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         pool = await create_pool(database_url, settings.db_pool_size)
@@ -38,12 +44,17 @@ def build_app(settings: Settings, database_url: str) -> web.Application:
             applied = await migrate(conn)
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
-        hub = Hub(settings, pool, rules, database_url)
+        hub = Hub(settings, pool, policy, database_url, escalation, clock)
+        async with pool.acquire() as conn:
+            await hub.load_zones(conn)
         app[HUB] = hub
         tasks = [
             asyncio.create_task(hub.writer.run(), name="writer"),
             asyncio.create_task(hub.run_sender(), name="sender"),
             asyncio.create_task(hub.run_sweeper(), name="sweeper"),
+            asyncio.create_task(hub.run_alarm_timer(), name="alarm-timer"),
+            asyncio.create_task(hub.run_alarm_listener(), name="alarm-listener"),
+            asyncio.create_task(hub.run_zones_poller(), name="zones-poller"),
         ]
         yield
         # Shutdown: stop the units, commit what was received, then stop the timers.

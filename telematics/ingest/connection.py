@@ -99,7 +99,7 @@ class DeviceConnection:
         wait = self.bucket.take(time.monotonic())
         if wait > 0:
             await self._slow_down(wait)
-        now = datetime.now(UTC)
+        now = self.hub.clock()
         inbound = self.session.receive(data, now)
         for reply in inbound.replies:
             self.post(reply)
@@ -132,7 +132,7 @@ class DeviceConnection:
     async def _reject_frame(self, code: str, message: str, raw: bytes) -> None:
         rejection = Rejection(code, message, raw[:KEEP_RAW_BYTES])
         self.post(error_frame(rejection))
-        plan = self.processor.process([], [rejection], [], datetime.now(UTC))
+        plan = self.processor.process([], [rejection], [], self.hub.clock())
         await self.hub.writer.submit(plan, self.committed)
 
     async def _protocol_error(self, exc: BaseException) -> None:
@@ -140,7 +140,7 @@ class DeviceConnection:
         reason = f"frame: {exc}"[:500]
         log.info("vehicle %s: websocket error: %s", self.vehicle_id, reason)
         plan = self.processor.process(
-            [], [Rejection("invalid_item", reason, b"")], [], datetime.now(UTC)
+            [], [Rejection("invalid_item", reason, b"")], [], self.hub.clock()
         )
         await self.hub.writer.submit(plan, self.committed)
 

@@ -1,4 +1,10 @@
-"""Process-wide ingest state: live connections, per-vehicle processors, sending, timers."""
+"""Process-wide ingest state: live connections, per-vehicle processors, sending, timers.
+
+Timers besides the sweeper: the alarm timer fires due escalation steps (once a second)
+and clears alarms whose behaviour has been absent long enough; a listener on
+``telematics_alarms`` makes processors forget alarms cleared elsewhere (a dispatcher,
+another worker); the zones poller swaps in a rebuilt zone index when zones change.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +12,27 @@ import asyncio
 import logging
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import orjson
 
-from telematics.classify.rules import Rules
+from telematics.classify.risk_policy import RiskPolicy
 from telematics.config import Settings
+from telematics.errors import TelematicsError
 from telematics.fleet import Vehicle
+from telematics.geo.index import ZoneIndex
 from telematics.ingest.connection import CLOSE_GOING_AWAY, DeviceConnection
-from telematics.pipeline import Intervention, StorePlan, VehicleProcessor
+from telematics.intervene.escalation import EscalationStep, InterventionPolicy
+from telematics.pipeline import Intervention, StorePlan, VehicleProcessor, ZoneSource
 from telematics.protocol.messages import DeviceEvent
 from telematics.protocol.session import Inbound
+from telematics.store import alarms as alarm_store
 from telematics.store import registry
+from telematics.store import zones as zone_store
 from telematics.store.writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -56,19 +69,41 @@ class IngestStats:
         self.interventions_issued += len(plan.interventions)
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class Hub:
+    #: Alarm timer: escalations every tick, automatic clears every ``auto_clear_every_s``.
+    alarm_tick_s = 1.0
+    auto_clear_every_s = 5.0
+    zones_poll_s = 5.0
+
     def __init__(
-        self, settings: Settings, pool: asyncpg.Pool, rules: Rules, database_url: str
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        policy: RiskPolicy,
+        database_url: str,
+        escalation: InterventionPolicy,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.settings = settings
         self.pool = pool
-        self.rules = rules
+        self.policy = policy
+        self.escalation = escalation
+        self.database_url = database_url
+        self.clock = clock  # the hub's only clock (tests move it): ingest, timers, writer
+        self.stale_after = timedelta(seconds=settings.stale_after_s)
         self.writer = BatchWriter(
             database_url,
             settings.max_pending_items,
             settings.max_flush_items,
             settings.flush_interval_ms / 1000,
+            escalation=escalation,
+            clock=clock,
         )
+        self.zones = ZoneSource()
         self.connections: dict[str, DeviceConnection] = {}
         self.processors: OrderedDict[str, VehicleProcessor] = OrderedDict()
         self.stats = IngestStats()
@@ -85,10 +120,10 @@ class Hub:
         if old is not None:
             await old.close(1000, "replaced by a newer connection")
         self.connections[conn.vehicle_id] = conn
-        since = datetime.now(UTC) - timedelta(seconds=self.settings.intervention_expire_s)
+        since = self.clock() - timedelta(seconds=self.settings.intervention_expire_s)
         async with self.pool.acquire() as db:
             pending = await registry.pending_interventions(db, conn.vehicle_id, since)
-        now = datetime.now(UTC)
+        now = self.clock()
         conn.resend(
             [
                 (
@@ -122,13 +157,11 @@ class Hub:
         if processor is not None and processor.vehicle == vehicle:
             self.processors.move_to_end(vehicle.id)
             return processor
-        processor = VehicleProcessor(vehicle, self.rules)
-        since = datetime.now(UTC) - timedelta(seconds=self.rules.cooldown_s)
+        processor = VehicleProcessor(
+            vehicle, self.policy, self.escalation, self.zones, self.stale_after
+        )
         async with self.pool.acquire() as db:
-            for key, alarm_id, severity, last_ts in await registry.recent_alarms(
-                db, vehicle.id, since
-            ):
-                processor.book.restore(key, alarm_id, severity, last_ts)
+            processor.restore(await alarm_store.active_alarms_of(db, vehicle.id))
         self.processors[vehicle.id] = processor
         while len(self.processors) > MAX_CACHED_PROCESSORS:
             self.processors.popitem(last=False)
@@ -185,6 +218,113 @@ class Hub:
             elif now - item.last_sent >= s.intervention_resend_s:
                 item.last_sent = now
                 conn.send_later(item.frame)
+
+    # -- alarms: escalation, automatic clears, clears made elsewhere --------------------
+
+    async def run_alarm_timer(self) -> None:
+        """Fire due escalation steps every tick; clear lapsed alarms now and then."""
+        last_clear = -float("inf")
+        while True:
+            await asyncio.sleep(self.alarm_tick_s)
+            clear = time.monotonic() - last_clear >= self.auto_clear_every_s
+            try:
+                await self.alarm_tick(auto_clear=clear)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("alarm timer: %r; trying again next tick", exc)
+                continue
+            except Exception:  # a bug must not stop escalations for good
+                log.exception("alarm timer failed; trying again next tick")
+                continue
+            if clear:
+                last_clear = time.monotonic()
+
+    async def alarm_tick(self, auto_clear: bool = True) -> list[EscalationStep]:
+        """One turn of the alarm timer; the escalation steps it fired."""
+        fired: list[EscalationStep] = []
+        async with self.pool.acquire() as db:
+            for _ in range(10):  # a backlog (after a restart) drains in bounded rounds
+                steps = await alarm_store.fire_due_escalations(
+                    db, self.clock(), policy=self.escalation
+                )
+                fired += steps
+                if len(steps) < 100:
+                    break
+            if auto_clear:
+                for alarm in await alarm_store.auto_clear_alarms(
+                    db, self.clock(), policy=self.escalation
+                ):
+                    self.forget_alarm(alarm.vehicle_id, alarm.key, alarm.id)
+        for step in fired:
+            # A real notifier (dispatcher screen, SMS) comes with the dashboard.
+            log.info(
+                "escalation: alarm %s of %s (%s) level %d to %s%s",
+                step.alarm_id,
+                step.vehicle_id,
+                step.severity,
+                step.level,
+                step.target,
+                f", {(step.fired_at - step.due_at).total_seconds():.0f}s late" if step.late else "",
+            )
+        return fired
+
+    def forget_alarm(self, vehicle_id: str, key: str, alarm_id: str) -> None:
+        processor = self.processors.get(vehicle_id)
+        if processor is not None:
+            processor.forget(key, alarm_id)
+
+    def _alarm_changed(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        """``telematics_alarms`` notice: forget an alarm that is no longer active."""
+        try:
+            change = orjson.loads(payload)
+            if change.get("active") is False:
+                self.forget_alarm(str(change["vehicle_id"]), str(change["key"]), str(change["id"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("ignoring a malformed %s notice: %r", channel, exc)
+
+    async def run_alarm_listener(self, retry_s: float = 5.0) -> None:
+        """LISTEN on a dedicated connection; reconnect if it is lost."""
+        while True:
+            try:
+                conn = await asyncpg.connect(self.database_url)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("alarm listener cannot connect (%r); retrying", exc)
+                await asyncio.sleep(retry_s)
+                continue
+            try:
+                await self._listen(conn)
+                log.warning("alarm listener lost its connection; reconnecting")
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("alarm listener failed (%r); reconnecting", exc)
+            finally:
+                if not conn.is_closed():
+                    conn.terminate()
+
+    async def _listen(self, conn: asyncpg.Connection) -> None:
+        """Until the connection is lost. Notices sent while reconnecting are missed: an
+        auto-cleared alarm still reopens at its next occurrence (``occur`` sees the lapse),
+        but occurrences of a hand-cleared one are counted on it until it lapses."""
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _conn: lost.set())
+        await conn.add_listener(alarm_store.CHANNEL, self._alarm_changed)
+        await lost.wait()
+
+    # -- zones ---------------------------------------------------------------------------
+
+    async def load_zones(self, db: asyncpg.Connection) -> None:
+        version, found = await zone_store.zones_snapshot(db)
+        self.zones.index = ZoneIndex(found, version)
+        log.info("zones: %d loaded (version %s)", len(found), version)
+
+    async def run_zones_poller(self) -> None:
+        """Rebuild the zone index when zones change (processors swap it at their next frame)."""
+        while True:
+            await asyncio.sleep(self.zones_poll_s)
+            try:
+                async with self.pool.acquire() as db:
+                    if await zone_store.zones_version(db) != self.zones.index.version:
+                        await self.load_zones(db)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TelematicsError) as exc:
+                log.warning("zones poll failed: %r", exc)
 
     async def close_all(self) -> None:
         for conn in list(self.connections.values()):

@@ -1,8 +1,10 @@
 """Per-vehicle tire state: derives tire alarms from telemetry, one reading at a time.
 
 A condition raises a candidate on onset or when its severity rises, never on every
-reading; it clears silently once the value is back inside its threshold by
-``rules.clear_margin`` (a fraction of the threshold), so a later onset alerts again.
+reading; it clears once the value is back inside its threshold by
+``rules.clear_margin`` (a fraction of the threshold), so a later onset alerts again. A
+clear raises nothing; ``ended`` lists the keys the last update cleared, so the alarm
+lifecycle can close those alarms (``condition_ended``).
 Within one episode the severity only goes up: a value hovering at a band edge must
 not re-alert the driver every few seconds.
 
@@ -21,12 +23,15 @@ from datetime import datetime
 
 from telematics.classify.alarms import SEVERITY_RANK, AlarmCandidate
 from telematics.classify.rules import Rules
+from telematics.errors import UsageError
 from telematics.fleet import Vehicle, axle_of
 from telematics.protocol.messages import Telemetry, TireReading
 
 LOW, HIGH, TEMP = "tire_pressure_low", "tire_pressure_high", "tire_temp_high"
 SLOW_LEAK, FAST_LEAK = "tire_slow_leak", "tire_fast_leak"
 IMBALANCE = "tire_imbalance"
+#: Every kind this monitor raises (and reports in ``ended`` when it is over).
+CONDITION_KINDS = frozenset((LOW, HIGH, TEMP, SLOW_LEAK, FAST_LEAK, IMBALANCE))
 
 ATM_KPA = 101.325
 REF_K = 293.15  # 20 °C: pressures are compared as if the tire were cold
@@ -155,6 +160,8 @@ class TireMonitor:
         self._tires: dict[str, _Tire] = {}
         self._axles: dict[str, list[tuple[str, _Tire]]] = {}  # axle → its (pos, tire)
         self._imbalanced: dict[str, str] = {}  # axle → position of its lowest tire at onset
+        #: Alarm keys of the conditions the last ``update`` found over (back to normal).
+        self.ended: list[str] = []
 
     def active(self) -> dict[str, frozenset[str]]:
         """Tire position → kinds of its active conditions (positions with none are left out)."""
@@ -164,19 +171,40 @@ class TireMonitor:
         """Axle → position of the lowest tire when its imbalance began, for active ones."""
         return dict(self._imbalanced)
 
+    def restore(self, kind: str, pos: str, severity: str) -> None:
+        """Re-seed an active condition (an open alarm loaded after a restart), so that the
+        episode goes on: no second onset alert, and ``ended`` reports it once it is over."""
+        if kind == IMBALANCE:
+            self._imbalanced[axle_of(pos)] = pos
+            return
+        if severity not in SEVERITY_RANK:
+            raise UsageError(f"unknown severity {severity!r}")
+        tire = self._tire(pos)
+        prior = tire.active.get(kind)
+        if prior is None or SEVERITY_RANK[severity] > SEVERITY_RANK[prior]:
+            tire.active[kind] = severity
+
+    def _tire(self, pos: str) -> _Tire:
+        tire = self._tires.get(pos)
+        if tire is None:
+            tire = _Tire(
+                _Window(self.rules.leak_window_s),
+                _Window(self.rules.fast_leak_window_s),
+                axle_of(pos),
+            )
+            self._tires[pos] = tire
+            self._axles.setdefault(tire.axle, []).append((pos, tire))
+        return tire
+
     def update(self, telemetry: Telemetry) -> list[AlarmCandidate]:
         out: list[AlarmCandidate] = []
         axles: set[str] = set()
+        if self.ended:
+            self.ended = []
         for reading in telemetry.tires:
             tire = self._tires.get(reading.pos)
             if tire is None:
-                tire = _Tire(
-                    _Window(self.rules.leak_window_s),
-                    _Window(self.rules.fast_leak_window_s),
-                    axle_of(reading.pos),
-                )
-                self._tires[reading.pos] = tire
-                self._axles.setdefault(tire.axle, []).append((reading.pos, tire))
+                tire = self._tire(reading.pos)
             # An older (or same-time, i.e. resent) reading would corrupt the slope windows.
             if tire.newest is not None and telemetry.ts <= tire.newest:
                 continue
@@ -205,7 +233,8 @@ class TireMonitor:
         spread = (hi - lo) / hi if hi > 0 else 0.0
         if spread <= ratio:
             if spread < ratio * (1 - self.rules.clear_margin):
-                self._imbalanced.pop(axle, None)
+                if self._imbalanced.pop(axle, None) is not None:
+                    self.ended.append(f"{IMBALANCE}:axle{axle}")
             return []
         if axle in self._imbalanced:
             return []
@@ -225,6 +254,7 @@ class TireMonitor:
             if severity is None:
                 if cleared and current is not None:
                     del tire.active[kind]
+                    self.ended.append(f"{kind}:{r.pos}")
                 return
             if current is None or SEVERITY_RANK[severity] > SEVERITY_RANK[current]:
                 tire.active[kind] = severity

@@ -130,6 +130,15 @@ class VehicleState:
         limit = zones.speed_limit_kmh
         return self._overspeed.road_limit_kmh if limit is None else limit
 
+    @property
+    def ended_conditions(self) -> list[str]:
+        """Alarm keys of the tire conditions the last fix with tire readings found over."""
+        return self.tires.ended
+
+    def restore_condition(self, kind: str, tire_pos: str, severity: str) -> None:
+        """Carry on a tire condition whose alarm is still open (after a restart)."""
+        self.tires.restore(kind, tire_pos, severity)
+
     def is_night(self, ts: datetime) -> bool:
         return self._local.is_night(ts)
 

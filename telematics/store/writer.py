@@ -3,7 +3,9 @@
 Connections ``submit`` a :class:`StorePlan` and go on reading; the writer drains all
 pending plans, commits them together (group commit: the busier the server, the bigger
 the batch) and only then calls each plan's ``done`` callback, which sends the ack and
-the interventions. ``submit`` waits while the backlog is full, so a slow database makes
+the interventions. The alarms' lifecycle rows (audit, dispatcher tasks, clears, insurer
+outbox: ``store.alarms.write_lifecycle``) and the zone transitions go in the same
+transaction. ``submit`` waits while the backlog is full, so a slow database makes
 ingest stop reading sockets instead of growing memory.
 """
 
@@ -23,7 +25,9 @@ import asyncpg
 import orjson
 
 from telematics.classify.alarms import SEVERITY_RANK
+from telematics.intervene.escalation import InterventionPolicy, LifecycleWrites, load_policy
 from telematics.pipeline import AlarmRepeat, Intervention, StorePlan
+from telematics.store import alarms as alarm_store
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +83,7 @@ _ALARM_COLS = (
     "rules_version",
     "late",
 )
+_ZONE_TRANSITION_COLS = ("vehicle_id", "zone_id", "transition", "ts", "seq", "lat", "lon")
 
 #: SQLSTATE classes that mean "this data can never be stored": isolate and reject it.
 #: Anything else (lost connection, admin shutdown, lock timeout, even a bug of ours) is
@@ -124,11 +129,15 @@ class BatchWriter:
         max_pending: int = 20_000,
         max_flush: int = 10_000,
         min_interval_s: float = 0.010,
+        escalation: InterventionPolicy | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.database_url = database_url
         self.max_pending = max_pending
         self.max_flush = max_flush
         self.min_interval_s = min_interval_s
+        self.escalation = escalation if escalation is not None else load_policy()
+        self.clock = clock  # called on the writer thread: must be thread-safe
         self.stats = WriterStats()
         self._queue: deque[_Pending] = deque()
         self._cond = threading.Condition()
@@ -298,8 +307,15 @@ class BatchWriter:
             )
             await _copy(conn, "alarms", _ALARM_COLS, (r for p in plans for r in p.alarms))
             await self._repeat_alarms(conn, plans)
+            await self._lifecycle(conn, plans)
             await self._interventions(conn, [i for p in plans for i in p.interventions])
             await self._device_statuses(conn, plans)
+            await _copy(
+                conn,
+                "zone_transitions",
+                _ZONE_TRANSITION_COLS,
+                (r for p in plans for r in p.zone_transitions),
+            )
         self._months |= new_months  # only once committed: a rolled-back DDL is gone again
         self.stats.flushes += 1
         self.stats.items += sum(len(p.telemetry) + len(p.events) for p in plans)
@@ -338,6 +354,17 @@ class BatchWriter:
         )
         return {r["vehicle_id"]: r["last_seq"] for r in rows}
 
+    async def _lifecycle(self, conn: asyncpg.Connection, plans: list[StorePlan]) -> None:
+        """Audit rows, dispatcher tasks, upgrades, clears and insurer notices of the alarms
+        (after they were inserted and updated: the rows reference them)."""
+        merged = LifecycleWrites()
+        for p in plans:
+            if p.lifecycle:
+                merged.extend(p.lifecycle)
+        if merged:
+            now = self.clock()
+            await alarm_store.write_lifecycle(conn, merged, now=now, policy=self.escalation)
+
     async def _interventions(self, conn: asyncpg.Connection, items: list[Intervention]) -> None:
         """The interventions and their first history row ('issued'), in one statement."""
         if not items:
@@ -374,6 +401,8 @@ class BatchWriter:
         plan.interventions = [
             i for i in plan.interventions if i.alarm_id in kept_alarms or i.alarm_id in plan.repeats
         ]
+        plan.lifecycle = plan.lifecycle.keep(kept_alarms | set(plan.repeats))
+        plan.zone_transitions = [r for r in plan.zone_transitions if r[4] > cursor]
         self.stats.duplicates_dropped += before - len(plan.telemetry) - len(plan.events)
         return plan
 
@@ -398,20 +427,21 @@ class BatchWriter:
                 merged[r.alarm_id] = AlarmRepeat(**{f: getattr(r, f) for f in r.__slots__})
                 continue
             prior.occurrences += r.occurrences
-            if r.last_seq > prior.last_seq:
-                prior.last_seq, prior.last_ts = r.last_seq, r.last_ts
+            prior.last_seq = max(prior.last_seq, r.last_seq)
+            prior.last_ts = max(prior.last_ts, r.last_ts)
             if SEVERITY_RANK[r.severity] > SEVERITY_RANK[prior.severity]:
                 prior.severity, prior.reason = r.severity, r.reason
         repeats = list(merged.values())
         if not repeats:
             return
         await conn.execute(
-            """UPDATE alarms a SET last_seq = u.last_seq, last_ts = u.last_ts,
+            """UPDATE alarms a SET last_seq = greatest(a.last_seq, u.last_seq),
+                      last_ts = greatest(a.last_ts, u.last_ts),
                       occurrences = a.occurrences + u.n,
-                      severity = CASE WHEN u.sev_rank > (CASE a.severity WHEN 'general' THEN 0
-                                      WHEN 'moderate' THEN 1 ELSE 2 END)
+                      severity = CASE WHEN u.sev_rank > a.severity_rank
                                       THEN u.severity ELSE a.severity END,
-                      reason = CASE WHEN u.severity <> a.severity THEN u.reason ELSE a.reason END
+                      reason = CASE WHEN u.sev_rank > a.severity_rank
+                                    THEN u.reason ELSE a.reason END
                FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::int[], $5::text[],
                            $6::text[], $7::int[])
                     AS u(id, last_seq, last_ts, n, severity, reason, sev_rank)
@@ -464,7 +494,10 @@ async def _copy(
 
 
 def _as_rejected(plan: StorePlan, reason: str) -> StorePlan:
-    """Keep a plan the database refused as rejected items, so nothing is lost."""
+    """Keep a plan the database refused as rejected items, so nothing is lost.
+
+    Its alarms, lifecycle writes, interventions and zone transitions are dropped with it.
+    """
     kept = StorePlan(plan.vehicle_id, min_seq=plan.min_seq, max_seq=plan.max_seq)
     now = datetime.now(UTC)
     for row in plan.telemetry:

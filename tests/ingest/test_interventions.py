@@ -65,16 +65,17 @@ async def test_resent_on_the_next_connection(server: RunningServer, db: asyncpg.
 async def test_repeats_grouped_and_rise_goes_out(
     server: RunningServer, db: asyncpg.Connection
 ) -> None:
-    """Repeats within the cool-down extend one alarm; a rise in severity alerts again."""
+    """Repeats extend one open alarm; a rise in severity alerts again (general is a voice
+    alert too: escalation.json)."""
     token = await add_vehicle(server.db_url)
     unit = await Unit.connect(server.ws_url, token)
-    await unit.send(event(1, "lane_departure", 1))
+    await unit.send(event(1, "smoking", 1))
     first = await unit.recv_until(_is_intervention)
-    assert first["severity"] == "general"
-    await unit.send(event(2, "lane_departure", 1))
-    await unit.send(event(3, "lane_departure", 1))
+    assert first["severity"] == "general" and first["action"] == "voice_alert"
+    await unit.send(event(2, "smoking", 1))
+    await unit.send(event(3, "smoking", 1))
     await unit.ack_reaching(3)
-    await unit.send(event(4, "lane_departure", 2, speed_kmh=90.0))
+    await unit.send(event(4, "smoking", 2, speed_kmh=90.0))
     risen = await unit.recv_until(_is_intervention)
     assert risen["severity"] == "moderate" and risen["cause"]["seq"] == 4
     alarm = await db.fetchrow("SELECT occurrences, severity, first_seq, last_seq FROM alarms")

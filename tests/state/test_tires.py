@@ -357,3 +357,40 @@ def test_imbalance_is_off_unless_configured() -> None:
     cands = f.at(0, [("1L", 850, 20), ("1R", 675, 20)])
     assert [c.kind for c in cands] == []
     assert f.monitor.imbalanced() == {}
+
+
+# ---- ended conditions and restored episodes (the alarm lifecycle's view) ----
+
+
+def test_ended_lists_the_keys_the_last_update_cleared() -> None:
+    f = Feed()
+    f.at(0, [("2LO", 598, 85.0)])  # low and hot
+    assert f.monitor.ended == []
+    f.at(STEP, [("2LO", 598, 60.0)])  # cooled down, still low
+    assert f.monitor.ended == [f"{TEMP}:2LO"]
+    f.at(2 * STEP, [("1L", 850, None)])  # another tire: nothing ended this time
+    assert f.monitor.ended == []
+    f.at(3 * STEP, [("2LO", 850, 40.0)])
+    assert f.monitor.ended == [f"{LOW}:2LO"]
+
+
+def test_ended_reports_an_axle_imbalance() -> None:
+    a = Axles()
+    a.at(0, [("1L", 850, 20), ("1R", 675, 20)])
+    a.at(STEP, [("1L", 850, 20), ("1R", 690, 20)])  # 18.8 %: clear
+    assert a.monitor.ended == [f"{IMBALANCE}:axle1"]
+
+
+def test_restored_condition_goes_on_without_a_second_onset() -> None:
+    f = Feed()
+    f.monitor.restore(LOW, "2LO", "general")
+    assert f.monitor.active() == {"2LO": frozenset({LOW})}
+    assert f.one(0, "2LO", 640) == []  # the same episode: no new alert
+    assert f.one(STEP, "2LO", 590) == [(LOW, "moderate")]  # a rise still alerts
+    f.one(2 * STEP, "2LO", 850)
+    assert f.monitor.ended == [f"{LOW}:2LO"]
+    a = Axles()
+    a.monitor.restore(IMBALANCE, "1R", "general")
+    assert a.at(0, [("1L", 850, 20), ("1R", 675, 20)]) == []
+    a.at(STEP, [("1L", 850, 20), ("1R", 850, 20)])
+    assert a.monitor.ended == [f"{IMBALANCE}:axle1"]
