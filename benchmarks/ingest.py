@@ -190,7 +190,9 @@ def _fleet_run(server: Server, tokens: Path, units: int, duration: float) -> dic
     stdout, _ = proc.communicate(timeout=600)
     sim: dict[str, Any] = json.loads(stdout)
     stats = server_stats(server.port)
-    per_unit = (rss_at_peak - server.idle_rss) / max(peak_connected, 1)
+    # /v1/stats answers from one worker only; count connected units from the simulator.
+    connected = sim["ever_connected"] if server.ps.children() else peak_connected
+    per_unit = (rss_at_peak - server.idle_rss) / max(connected, 1)
     return {
         "units": units,
         "duration_s": duration,
@@ -204,11 +206,11 @@ def _fleet_run(server: Server, tokens: Path, units: int, duration: float) -> dic
         "event_to_intervention_p50_ms": sim["event_to_intervention"]["p50_ms"],
         "event_to_intervention_p99_ms": sim["event_to_intervention"]["p99_ms"],
         "items_never_acked": sim["unacked_items"],
-        "peak_connected": peak_connected,
+        "units_connected": sim["ever_connected"],
         "server_rss_idle_mib": round(server.idle_rss / 2**20, 1),
         "server_rss_peak_mib": round(rss_at_peak / 2**20, 1),
         "server_kib_per_unit": round(per_unit / 1024, 1),
-        "server_alarms": stats["alarms"],
+        "server_alarms_one_worker": stats["alarms"],
         "errors": sim["errors_by_code"],
     }
 
