@@ -7,7 +7,6 @@ import asyncio
 import csv
 import logging
 import sys
-from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import asyncpg
@@ -16,24 +15,10 @@ from telematics.config import Settings, load_settings
 from telematics.errors import TelematicsError
 from telematics.fleet import VEHICLE_CLASSES
 from telematics.store import registry
-from telematics.store.database import database_url
+from telematics.store.database import database_url, run_with_db
 from telematics.store.migrate import migrate
 
 T = TypeVar("T")
-
-
-def _with_db(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    """Run ``work`` on a migrated database connection."""
-
-    async def run() -> T:
-        conn = await asyncpg.connect(database_url(settings))
-        try:
-            await migrate(conn)
-            return await work(conn)
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -68,7 +53,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_vehicle_add(args: argparse.Namespace, settings: Settings) -> int:
     new = registry.NewVehicle(args.id, args.fleet, args.vehicle_class, args.plate)
-    pairs = _with_db(settings, lambda conn: registry.add_vehicles(conn, [new]))
+    pairs = run_with_db(settings, lambda conn: registry.add_vehicles(conn, [new]))
     print(pairs[0][1])  # only the token on stdout, so scripts can capture it
     return 0
 
@@ -88,7 +73,7 @@ def cmd_vehicle_import(args: argparse.Namespace, settings: Settings) -> int:
             )
             for row in reader
         ]
-    pairs = _with_db(settings, lambda conn: registry.add_vehicles(conn, vehicles))
+    pairs = run_with_db(settings, lambda conn: registry.add_vehicles(conn, vehicles))
     out = csv.writer(sys.stdout, lineterminator="\n")
     out.writerows(pairs)
     print(f"registered {len(pairs)} vehicles", file=sys.stderr)
@@ -96,7 +81,7 @@ def cmd_vehicle_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_vehicle_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    count = _with_db(settings, lambda conn: registry.revoke_vehicle(conn, args.id))
+    count = run_with_db(settings, lambda conn: registry.revoke_vehicle(conn, args.id))
     print(f"revoked {count} token(s) of {args.id}", file=sys.stderr)
     return 0
 

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import asyncpg
 import orjson
 
 from telematics.config import Settings
 from telematics.geo.zones import ZoneError, feature_collection, zones_from_feature_collection
 from telematics.store import zones as zone_store
-from telematics.store.database import database_url
-from telematics.store.migrate import migrate
+from telematics.store.database import run_with_db
 
 T = TypeVar("T")
 
@@ -37,18 +33,6 @@ def add_arguments(subparsers: Any) -> None:
     rm.add_argument("id")
 
 
-def _with_db(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    async def run() -> T:
-        conn = await asyncpg.connect(database_url(settings))
-        try:
-            await migrate(conn)
-            return await work(conn)
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
-
-
 def _import(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with open(args.file, "rb") as handle:
@@ -58,7 +42,7 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
     except orjson.JSONDecodeError as exc:
         raise ZoneError("file", f"{args.file}: not JSON ({exc})") from None
     zones = zones_from_feature_collection(doc)
-    results = _with_db(settings, lambda conn: zone_store.import_zones(conn, zones))
+    results = run_with_db(settings, lambda conn: zone_store.import_zones(conn, zones))
     for zone_id, outcome in results:
         print(f"{zone_id} {outcome}")
     counts = {o: sum(1 for _, r in results if r == o) for o in ("added", "replaced", "unchanged")}
@@ -68,7 +52,7 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    zones = _with_db(settings, zone_store.list_zones)
+    zones = run_with_db(settings, zone_store.list_zones)
     if args.json:
         sys.stdout.write(orjson.dumps(feature_collection(zones)).decode() + "\n")
         return 0
@@ -80,7 +64,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _remove(args: argparse.Namespace, settings: Settings) -> int:
-    _with_db(settings, lambda conn: zone_store.delete_zone(conn, args.id))
+    run_with_db(settings, lambda conn: zone_store.delete_zone(conn, args.id))
     print(f"removed zone {args.id}", file=sys.stderr)
     return 0
 

@@ -7,14 +7,12 @@ The group is wired into ``telematics.cli`` with :func:`add_arguments`; ``args.fu
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
-import asyncpg
 import orjson
 
 from telematics.classify.rules import load_rules
@@ -22,8 +20,7 @@ from telematics.config import Settings
 from telematics.errors import TelematicsError, UsageError
 from telematics.report.interventions import Row, report_interventions
 from telematics.report.recurrence import MaxGap
-from telematics.store.database import database_url
-from telematics.store.migrate import migrate
+from telematics.store.database import run_with_db
 
 DEFAULT_PERIOD = timedelta(days=7)
 
@@ -80,17 +77,10 @@ def report_command(args: argparse.Namespace, settings: Settings) -> int:
     # Repeats are grouped as the server groups them (TELEMATICS_RULES_FILE's cooldown).
     max_gap = MaxGap.from_cooldown(load_rules(settings.rules_file).cooldown_s)
 
-    async def run() -> list[Row]:
-        conn = await asyncpg.connect(database_url(settings))
-        try:
-            await migrate(conn)
-            return await report_interventions(
-                conn, since, until, args.fleet, now=now, max_gap=max_gap
-            )
-        finally:
-            await conn.close()
-
-    rows = asyncio.run(run())
+    rows = run_with_db(
+        settings,
+        lambda conn: report_interventions(conn, since, until, args.fleet, now=now, max_gap=max_gap),
+    )
     _WRITERS[args.format](rows, since, until, args.fleet, sys.stdout)
     return 0
 

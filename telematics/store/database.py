@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
 from telematics.config import Settings
 from telematics.errors import StorageError
+from telematics.store.migrate import migrate
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -49,3 +54,17 @@ async def create_pool(url: str, size: int = 4) -> asyncpg.Pool:
         raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
     assert pool is not None
     return pool
+
+
+def run_with_db(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """For command-line tools: run ``work`` on one connection to a migrated database."""
+
+    async def run() -> T:
+        conn = await asyncpg.connect(database_url(settings))
+        try:
+            await migrate(conn)
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
