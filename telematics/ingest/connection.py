@@ -59,6 +59,7 @@ class DeviceConnection:
         self.closed = False
         self._out: list[bytes] = []
         self._ack_due = 0  # highest committed seq not yet acked; one ack covers many plans
+        self.draining = False  # a slow-peer task is sending (see flush_out)
         self._last_rate_warning = 0.0
 
     # -- receiving -------------------------------------------------------------------
@@ -159,16 +160,44 @@ class DeviceConnection:
         transport = self.request.transport
         return 0 if transport is None else transport.get_write_buffer_size()
 
-    async def flush_out(self) -> None:
+    def write_pending(self) -> None:
+        """Write queued frames straight to the socket, in one write.
+
+        Server frames are unmasked and we never compress, so a frame is a 2–10 byte
+        header and the payload; writing them here instead of awaiting aiohttp's
+        ``send_frame`` per frame saves two coroutine hops per ack. Used only while the
+        peer keeps up (see ``Hub.run_sender``); whole frames, so nothing interleaves.
+        """
+        transport = self.request.transport
+        if transport is None or transport.is_closing() or self.ws.closed:
+            self.closed = True
+            return
         out, self._out = self._out, []
         if self._ack_due:
             out.insert(0, orjson.dumps(DeviceSession.ack_frame(self._ack_due)))
             self._ack_due = 0
+        if out:
+            transport.write(b"".join(map(_text_frame, out)))
+
+    async def flush_out(self) -> None:
+        """Send queued frames through aiohttp, waiting for the peer to drain (slow peers).
+
+        Runs until the queue is empty; meanwhile the sender leaves this connection alone,
+        so frames keep their order.
+        """
+        self.draining = True
         try:
-            for payload in out:
-                await self.ws.send_frame(payload, WSMsgType.TEXT)
+            while self._out or self._ack_due:
+                out, self._out = self._out, []
+                if self._ack_due:
+                    out.insert(0, orjson.dumps(DeviceSession.ack_frame(self._ack_due)))
+                    self._ack_due = 0
+                for payload in out:
+                    await self.ws.send_frame(payload, WSMsgType.TEXT)
         except (ConnectionError, RuntimeError):
             self.closed = True  # the reader side notices and cleans up
+        finally:
+            self.draining = False
 
     def committed(self, plan: StorePlan) -> None:
         """Writer callback: the plan is durable; ack it and act in the cab."""
@@ -194,6 +223,16 @@ class DeviceConnection:
         if not self.closed:
             self.closed = True
             await self.ws.close(code=code, message=reason.encode())
+
+
+def _text_frame(payload: bytes) -> bytes:
+    """An unmasked, uncompressed, final WebSocket text frame (RFC 6455 §5.2)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
 
 
 def welcome_time() -> str:

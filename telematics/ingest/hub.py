@@ -180,14 +180,14 @@ class Hub:
             self._dirty_event.clear()
             dirty, self._dirty = self._dirty, {}
             for conn in dirty:
-                if conn.closed:
+                if conn.closed or conn.draining:
                     continue
                 if conn.write_buffer_size() > _SEND_INLINE_LIMIT:
                     task = asyncio.create_task(conn.flush_out())
                     self._slow_senders.add(task)
                     task.add_done_callback(self._slow_senders.discard)
                 else:
-                    await conn.flush_out()
+                    conn.write_pending()
 
     # -- timers ----------------------------------------------------------------------
 
