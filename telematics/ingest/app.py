@@ -16,6 +16,7 @@ from telematics.ingest.device import device_endpoint
 from telematics.ingest.hub import Hub, utc_now
 from telematics.ingest.keys import HUB
 from telematics.intervene.escalation import load_policy as load_escalation_policy
+from telematics.report.recurrence import MaxGap, run_evaluator
 from telematics.store.database import create_pool
 from telematics.store.migrate import migrate
 
@@ -48,6 +49,8 @@ def build_app(
         async with pool.acquire() as conn:
             await hub.load_zones(conn)
         app[HUB] = hub
+        stopping = asyncio.Event()
+        gaps = MaxGap.from_clear_policy(escalation.auto_clear)
         tasks = [
             asyncio.create_task(hub.writer.run(), name="writer"),
             asyncio.create_task(hub.run_sender(), name="sender"),
@@ -55,8 +58,12 @@ def build_app(
             asyncio.create_task(hub.run_alarm_timer(), name="alarm-timer"),
             asyncio.create_task(hub.run_alarm_listener(), name="alarm-listener"),
             asyncio.create_task(hub.run_zones_poller(), name="zones-poller"),
+            # Did it work? Freeze each intervention's 10/30-minute recurrence once its
+            # window closes (idempotent, so several workers may run it).
+            asyncio.create_task(run_evaluator(pool, stopping, max_gap=gaps), name="outcomes"),
         ]
         yield
+        stopping.set()
         # Shutdown: stop the units, commit what was received, then stop the timers.
         await hub.close_all()
         await hub.writer.close()

@@ -15,9 +15,9 @@ from typing import Any, TextIO
 
 import orjson
 
-from telematics.classify.rules import load_rules
 from telematics.config import Settings
 from telematics.errors import TelematicsError, UsageError
+from telematics.intervene.escalation import load_policy as load_escalation_policy
 from telematics.report.interventions import Row, report_interventions
 from telematics.report.recurrence import MaxGap
 from telematics.store.database import run_with_db
@@ -74,8 +74,9 @@ def report_command(args: argparse.Namespace, settings: Settings) -> int:
         raise ReportError(
             f"--until ({until.isoformat()}) must be after --since ({since.isoformat()})"
         )
-    # Repeats are grouped as the server groups them (TELEMATICS_RULES_FILE's cooldown).
-    max_gap = MaxGap.from_cooldown(load_rules(settings.rules_file).cooldown_s)
+    # Repeats are grouped as the server groups them: an alarm stays open until its
+    # behaviour has been absent for the interventions policy's auto-clear time.
+    max_gap = MaxGap.from_clear_policy(load_escalation_policy(settings.escalation_file).auto_clear)
 
     rows = run_with_db(
         settings,
