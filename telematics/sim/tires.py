@@ -3,7 +3,8 @@
 Each tire has a cold pressure (placard ± a few percent) and a temperature that moves
 toward a target with a first-order lag: ambient when stopped, warmer with speed (about
 +35 °C at 90 km/h, a little more on the loaded drive axle and inner twins). Gauge
-pressure rises about 0.3 %/°C above the cold pressure. A vehicle may carry one faulty
+pressure follows the gas law on absolute pressure (about +0.36 %/°C at truck pressures),
+as real tires do and as the server's cold compensation assumes. A vehicle may carry one faulty
 tire: a slow leak (a few kPa per 10 min), a fast leak (20–40 kPa/min for a few minutes
 at some point, then slow), an overheating wheel end (dragging brake, > 80 °C when
 moving) or a failing sensor. The unit raises its own TPMS events when its thresholds
@@ -25,7 +26,7 @@ from telematics.fleet import CLASS_PROFILES
 FAULT_KINDS = ("slow_leak", "fast_leak", "overheat", "sensor_fault")
 FAULT_WEIGHTS = (0.6, 0.15, 0.15, 0.1)
 
-PRESSURE_PER_C = 0.003  # fraction of cold gauge pressure per °C above the cold temperature
+ATMOSPHERE_KPA = 101.325
 HEAT_TAU_S = 600.0  # warming time constant
 COOL_TAU_S = 900.0  # cooling time constant
 RISE_AT_90_C = 35.0  # steady-state rise over ambient at 90 km/h
@@ -113,7 +114,7 @@ class TireSet:
             for tire in self.tires:
                 tire.temp_c = self.ambient_c + share * (rise + tire.heat_offset_c + tire.drag_c)
         for tire in self.tires:
-            hot = tire.cold_kpa * (1.0 + PRESSURE_PER_C * (tire.temp_c - self.ambient_c))
+            hot = self._hot_kpa(tire)
             tire.kpa = tire.last_kpa = hot
 
     def _install_fault(self, tire: Tire, kind: str) -> None:
@@ -160,8 +161,12 @@ class TireSet:
                 tire.sensor_ok = False  # intermittent dropouts
             else:
                 tire.sensor_ok = True
-            hot = tire.cold_kpa * (1.0 + PRESSURE_PER_C * (tire.temp_c - self.ambient_c))
-            tire.kpa = max(0.0, hot)
+            tire.kpa = max(0.0, self._hot_kpa(tire))
+
+    def _hot_kpa(self, tire: Tire) -> float:
+        """Gauge pressure at the tire's temperature; ``cold_kpa`` is set at ambient."""
+        absolute = (tire.cold_kpa + ATMOSPHERE_KPA) * (tire.temp_c + 273.15)
+        return absolute / (self.ambient_c + 273.15) - ATMOSPHERE_KPA
 
     def reinflate(self) -> None:
         """A mechanic at the depot tops up tires that lost more than 10 %."""
