@@ -23,36 +23,11 @@ from telematics.classify.risk_policy import RiskPolicy
 from telematics.fleet import CLASS_PROFILES, Vehicle
 from telematics.geo.context import NO_ZONES, ZoneContext, ZoneRef
 from telematics.protocol.messages import ADAS_KINDS, DeviceEvent, Telemetry
+from telematics.sim.drivers import BASE_RATES_PER_H
 from telematics.state.vehicle import VehicleState
 
-#: Events per driving hour for an average driver (the simulator's base rates).
-RATES_PER_H: dict[str, float] = {
-    "fatigue": 0.3,
-    "yawning": 1.0,
-    "phone_call": 0.2,
-    "smoking": 0.1,
-    "distraction": 0.5,
-    "driver_absent": 0.03,
-    "camera_blocked": 0.02,
-    "seatbelt_off": 0.1,
-    "forward_collision": 0.2,
-    "pedestrian_collision": 0.05,
-    "lane_departure": 2.0,
-    "headway_too_close": 1.5,
-    "frequent_lane_change": 0.2,
-    "road_sign_overspeed": 0.2,
-    "obstacle": 0.05,
-    "blind_spot_left": 0.3,
-    "blind_spot_right": 0.3,
-    "blind_spot_rear": 0.1,
-    "harsh_brake": 0.5,
-    "harsh_accel": 0.3,
-    "harsh_turn": 0.2,
-    "overspeed": 0.3,
-    "collision": 1e-4,
-    "rollover": 1e-5,
-    "panic_button": 1e-4,
-}
+#: Events per driving hour for an average driver: the simulator's own table.
+RATES_PER_H = BASE_RATES_PER_H
 NIGHT_X = {"fatigue": 3.0, "yawning": 2.0, "distraction": 1.5, "lane_departure": 1.5}
 EXPRESSWAY_X = {
     "fatigue": 1.5,
