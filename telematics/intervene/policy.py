@@ -1,17 +1,14 @@
-"""Cool-down grouping of alarm candidates and the severity → in-cab intervention policy.
+"""What the cab says: the message of an intervention for each kind and severity.
 
-One ``AlarmBook`` per vehicle: keys such as ``"fatigue"`` carry no vehicle id.
+Which grades get a cab alert, a dispatcher task or an escalation is the interventions
+policy's business (``escalation.py`` and ``escalation.json``).
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
-from telematics.classify.alarms import SEVERITY_RANK, AlarmCandidate
-from telematics.classify.rules import Rules
+from telematics.classify.alarms import SEVERITY_RANK
 from telematics.errors import UsageError
 
 
@@ -19,15 +16,6 @@ from telematics.errors import UsageError
 class InterventionSpec:
     action: str  # "voice_alert" or "display" (protocol v1 actions)
     message: str  # what the cab says or shows
-
-
-@dataclass(frozen=True)
-class Decision:
-    candidate: AlarmCandidate
-    alarm_id: str  # new id for a new alarm, the existing id for a grouped repeat
-    is_new: bool
-    severity: str  # the alarm's severity after this occurrence (may have risen in place)
-    intervention: InterventionSpec | None  # None for a repeat that did not raise severity
 
 
 # kind → (what was detected, advice when general, when moderate, when severe).
@@ -272,75 +260,3 @@ def intervention_for(kind: str, severity: str, tire_pos: str | None = None) -> I
     if severity == "severe" and kind not in _INCIDENTS:
         headline = f"Severe {what}" if kind in _SEVERE_ADJECTIVE else f"Danger: {what}"
     return InterventionSpec(action, f"{headline} detected. {advice[SEVERITY_RANK[severity]]}")
-
-
-@dataclass
-class _Alarm:
-    alarm_id: str
-    severity: str
-    last_ts: datetime
-
-
-class AlarmBook:
-    """Groups repeats of the same key within ``rules.cooldown_s`` into one alarm."""
-
-    #: Prune stale keys once this many are held (the key space is small: kinds × tires).
-    PRUNE_AT = 256
-
-    def __init__(self, rules: Rules, new_id: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
-        self.rules = rules
-        self._new_id = new_id
-        self._cooldown = timedelta(seconds=rules.cooldown_s)
-        self._alarms: dict[str, _Alarm] = {}
-        self._vehicle_id: str | None = None
-        self._newest: datetime | None = None
-        self._prune_at = self.PRUNE_AT
-
-    def decide(self, candidate: AlarmCandidate) -> Decision:
-        self._bind(candidate.vehicle_id)
-        c = candidate
-        self._newest = c.ts if self._newest is None else max(self._newest, c.ts)
-        alarm = self._alarms.get(c.key)
-        # abs(): an offline replay can deliver a slightly older occurrence of the same alarm.
-        if alarm is not None and abs(c.ts - alarm.last_ts) <= self._cooldown:
-            alarm.last_ts = max(alarm.last_ts, c.ts)
-            if SEVERITY_RANK[c.severity] <= SEVERITY_RANK[alarm.severity]:
-                return Decision(c, alarm.alarm_id, False, alarm.severity, None)
-            alarm.severity = c.severity  # rises in place: same alarm, driver re-alerted
-            spec = intervention_for(c.kind, c.severity, c.tire_pos)
-            return Decision(c, alarm.alarm_id, False, c.severity, spec)
-        fresh = _Alarm(self._new_id(), c.severity, c.ts)
-        # A much older occurrence (replay) must not displace the alarm that is current now.
-        if alarm is None or c.ts >= alarm.last_ts:
-            self._alarms[c.key] = fresh
-            self._maybe_prune()
-        spec = intervention_for(c.kind, c.severity, c.tire_pos)
-        return Decision(c, fresh.alarm_id, True, c.severity, spec)
-
-    def restore(self, key: str, alarm_id: str, severity: str, last_ts: datetime) -> None:
-        """Re-seed one open alarm (e.g. from the store after a reconnect)."""
-        if severity not in SEVERITY_RANK:
-            raise UsageError(f"restore {key}: unknown severity {severity!r}")
-        self._alarms[key] = _Alarm(alarm_id, severity, last_ts)
-        self._newest = last_ts if self._newest is None else max(self._newest, last_ts)
-        self._maybe_prune()
-
-    def __len__(self) -> int:
-        return len(self._alarms)
-
-    def _bind(self, vehicle_id: str) -> None:
-        if self._vehicle_id is None:
-            self._vehicle_id = vehicle_id
-        elif vehicle_id != self._vehicle_id:
-            raise UsageError(
-                f"AlarmBook of {self._vehicle_id} got a candidate of {vehicle_id}; "
-                "use one book per vehicle"
-            )
-
-    def _maybe_prune(self) -> None:
-        if len(self._alarms) <= self._prune_at or self._newest is None:
-            return
-        horizon = self._newest - self._cooldown
-        self._alarms = {k: a for k, a in self._alarms.items() if a.last_ts >= horizon}
-        # Grow the threshold when most keys are live so pruning stays amortised O(1).
-        self._prune_at = max(self.PRUNE_AT, 2 * len(self._alarms))

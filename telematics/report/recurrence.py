@@ -94,8 +94,8 @@ class MaxGap:
 
     @classmethod
     def from_cooldown(cls, cooldown_s: float) -> MaxGap:
-        """Today's :class:`~telematics.intervene.policy.AlarmBook`: repeats within
-        ``Rules.cooldown_s`` of the alarm's ``last_ts`` extend it, whatever the kind."""
+        """One grouping gap for every kind: repeats within ``cooldown_s`` of the alarm's
+        ``last_ts`` extend it (the first version's cool-down grouping)."""
         return cls(timedelta(seconds=cooldown_s))
 
     @classmethod

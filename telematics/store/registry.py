@@ -120,15 +120,6 @@ async def authenticate(conn: asyncpg.Connection, token: str) -> tuple[Vehicle, i
     return _vehicle(row), int(row["last_seq"])
 
 
-async def token_is_live(conn: asyncpg.Connection, token: str) -> bool:
-    return bool(
-        await conn.fetchval(
-            "SELECT 1 FROM device_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
-            token_hash(token),
-        )
-    )
-
-
 @dataclass(frozen=True)
 class PendingIntervention:
     id: str
@@ -153,19 +144,6 @@ async def pending_interventions(
         since,
     )
     return [PendingIntervention(**dict(r)) for r in rows]
-
-
-async def recent_alarms(
-    conn: asyncpg.Connection, vehicle_id: str, since: datetime
-) -> list[tuple[str, str, str, datetime]]:
-    """``(key, id, severity, last_ts)`` of alarms still inside their cool-down window."""
-    rows = await conn.fetch(
-        """SELECT DISTINCT ON (key) key, id, severity, last_ts FROM alarms
-           WHERE vehicle_id = $1 AND last_ts >= $2 ORDER BY key, last_ts DESC""",
-        vehicle_id,
-        since,
-    )
-    return [(r["key"], r["id"], r["severity"], r["last_ts"]) for r in rows]
 
 
 async def issue_tokens(conn: asyncpg.Connection, vehicle_ids: list[str]) -> list[tuple[str, str]]:
