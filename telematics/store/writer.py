@@ -128,7 +128,7 @@ class BatchWriter:
         database_url: str,
         max_pending: int = 20_000,
         max_flush: int = 10_000,
-        min_interval_s: float = 0.010,
+        min_interval_s: float = 0.050,
         escalation: InterventionPolicy | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
