@@ -102,6 +102,7 @@ class Hub:
             settings.flush_interval_ms / 1000,
             escalation=escalation,
             clock=clock,
+            after_commit=self.send_dirty,  # acks go out in the same loop turn as the commit
         )
         self.zones = ZoneSource()
         self.connections: dict[str, DeviceConnection] = {}
@@ -174,20 +175,25 @@ class Hub:
         self._dirty_event.set()
 
     async def run_sender(self) -> None:
-        """Send queued frames; a peer that stops reading gets its own task, not the loop's."""
+        """Send frames queued outside a commit (errors, resends, replies)."""
         while True:
             await self._dirty_event.wait()
-            self._dirty_event.clear()
-            dirty, self._dirty = self._dirty, {}
-            for conn in dirty:
-                if conn.closed or conn.draining:
-                    continue
-                if conn.write_buffer_size() > _SEND_INLINE_LIMIT:
-                    task = asyncio.create_task(conn.flush_out())
-                    self._slow_senders.add(task)
-                    task.add_done_callback(self._slow_senders.discard)
-                else:
-                    conn.write_pending()
+            self.send_dirty()
+
+    def send_dirty(self) -> None:
+        """Write every dirty connection's frames; a peer that stops reading gets its own
+        task, not the loop's."""
+        self._dirty_event.clear()
+        dirty, self._dirty = self._dirty, {}
+        for conn in dirty:
+            if conn.closed or conn.draining:
+                continue
+            if conn.write_buffer_size() > _SEND_INLINE_LIMIT:
+                task = asyncio.create_task(conn.flush_out())
+                self._slow_senders.add(task)
+                task.add_done_callback(self._slow_senders.discard)
+            else:
+                conn.write_pending()
 
     # -- timers ----------------------------------------------------------------------
 

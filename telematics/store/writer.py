@@ -131,8 +131,10 @@ class BatchWriter:
         min_interval_s: float = 0.050,
         escalation: InterventionPolicy | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        after_commit: Callable[[], None] | None = None,
     ) -> None:
         self.database_url = database_url
+        self.after_commit = after_commit  # runs on the main loop after a batch's callbacks
         self.max_pending = max_pending
         self.max_flush = max_flush
         self.min_interval_s = min_interval_s
@@ -258,6 +260,8 @@ class BatchWriter:
                 pending.done(pending.plan)
             except Exception:  # a callback bug must not stop the writer
                 log.exception("post-commit callback failed")
+        if self.after_commit is not None:
+            self.after_commit()
 
     async def _notify_space(self) -> None:
         space = self._space_condition()
