@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cache
 from importlib import resources
@@ -37,6 +37,8 @@ from telematics.intervene.lifecycle import (
     AuditEntry,
     ClearPolicy,
     Transition,
+    from_plain_dict,
+    to_plain_dict,
     utc_now,
 )
 from telematics.intervene.policy import intervention_for
@@ -204,22 +206,11 @@ class DispatchTask:
     policy_version: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = value.isoformat() if isinstance(value, datetime) else value
-        return out
+        return to_plain_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DispatchTask:
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name in data:
-                value = data[f.name]
-                if f.name in _TASK_TIMES and isinstance(value, str):
-                    value = datetime.fromisoformat(value)
-                values[f.name] = value
-        return cls(**values)
+        return cls(**from_plain_dict(cls, data, _TASK_TIMES))
 
 
 _TASK_TIMES = frozenset(

@@ -117,28 +117,40 @@ class AlarmState:
         return self.active or not self.acknowledged
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = value.isoformat() if isinstance(value, datetime) else value
-        return out
+        return to_plain_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AlarmState:
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name not in data:
-                continue
-            value = data[f.name]
-            if f.name in _TIME_FIELDS and isinstance(value, str):
-                value = datetime.fromisoformat(value)
-            values[f.name] = value
-        return cls(**values)
+        return cls(**from_plain_dict(cls, data, _TIME_FIELDS))
 
 
 _TIME_FIELDS = frozenset(
     ("opened_at", "last_seen_at", "cleared_at", "acked_at", "state_changed_at")
 )
+
+
+def to_plain_dict(record: Any) -> dict[str, Any]:
+    """A dataclass as JSON-ready data (times as ISO strings), for storing timer state."""
+    out: dict[str, Any] = {}
+    for f in fields(record):
+        value = getattr(record, f.name)
+        out[f.name] = value.isoformat() if isinstance(value, datetime) else value
+    return out
+
+
+def from_plain_dict(
+    cls: Any, data: Mapping[str, Any], time_fields: frozenset[str]
+) -> dict[str, Any]:
+    """The constructor arguments of ``cls`` from :func:`to_plain_dict` data."""
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if f.name in time_fields and isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        values[f.name] = value
+    return values
 
 
 @dataclass(frozen=True, slots=True)
