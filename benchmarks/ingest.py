@@ -211,6 +211,11 @@ def _fleet_run(server: Server, tokens: Path, units: int, duration: float) -> dic
         "server_rss_peak_mib": round(rss_at_peak / 2**20, 1),
         "server_kib_per_unit": round(per_unit / 1024, 1),
         "server_alarms_one_worker": stats["alarms"],
+        "server_loop_lag_ms_one_worker": stats["loop_lag_ms"],
+        "server_gc_pauses_one_worker": stats["gc_pauses_by_generation"],
+        "server_gc_pause_max_ms_one_worker": stats["gc_pause_max_ms_by_generation"],
+        "server_gc_pause_total_ms_one_worker": stats["gc_pause_total_ms_by_generation"],
+        "server_gc_collected_one_worker": stats["gc_collected_by_generation"],
         "errors": sim["errors_by_code"],
     }
 
@@ -249,27 +254,37 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="telematics-bench-") as tmp:
         work = Path(tmp)
         db_url = os.environ.get("TELEMATICS_DATABASE_URL")
+        embedded = None
         if not db_url:
-            db_url = start_embedded(work, cleanup_mode="delete").get_uri(EMBEDDED_DB)
-        tokens = work / "tokens.csv"
-        asyncio.run(prepare(db_url, max(args.units, args.c_units), tokens))
-        only = set(args.only or ("a", "b", "c"))
-        results: dict[str, Any] = {
-            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-        }
-        if "a" in only:
-            results["a_single_reading_frames"] = flood_phase(
-                db_url, tokens, work, args.units, args.duration, 1, args.window, args.workers
-            )
-        if "b" in only:
-            results["b_batches_of_50"] = flood_phase(
-                db_url, tokens, work, args.units, args.duration, 50, args.window, args.workers
-            )
-        if "c" in only:
-            results["c_fleet_1hz"] = fleet_phase(
-                db_url, tokens, work, args.c_units, args.c_duration, args.workers
-            )
-        print(json.dumps(results, indent=2))
+            embedded = start_embedded(work, cleanup_mode="delete")
+            db_url = embedded.get_uri(EMBEDDED_DB)
+        try:
+            return run_phases(args, db_url, work)
+        finally:
+            if embedded is not None:
+                embedded.cleanup()  # before the directory goes, or PostgreSQL outlives us
+
+
+def run_phases(args: argparse.Namespace, db_url: str, work: Path) -> int:
+    tokens = work / "tokens.csv"
+    asyncio.run(prepare(db_url, max(args.units, args.c_units), tokens))
+    only = set(args.only or ("a", "b", "c"))
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+    }
+    if "a" in only:
+        results["a_single_reading_frames"] = flood_phase(
+            db_url, tokens, work, args.units, args.duration, 1, args.window, args.workers
+        )
+    if "b" in only:
+        results["b_batches_of_50"] = flood_phase(
+            db_url, tokens, work, args.units, args.duration, 50, args.window, args.workers
+        )
+    if "c" in only:
+        results["c_fleet_1hz"] = fleet_phase(
+            db_url, tokens, work, args.c_units, args.c_duration, args.workers
+        )
+    print(json.dumps(results, indent=2))
     return 0
 
 

@@ -18,7 +18,7 @@ import asyncpg
 
 from telematics.config import Settings
 from telematics.fleet import VEHICLE_CLASSES
-from telematics.runtime import install_fast_loop, tune_gc
+from telematics.runtime import collecting, install_fast_loop, tune_gc
 from telematics.sim import FleetStats, SimConfig, UnitSpec, run_fleet
 from telematics.store import registry
 from telematics.store.database import database_url
@@ -181,4 +181,4 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     install_fast_loop()
     tune_gc()
-    return asyncio.run(_demo(args, settings))
+    return asyncio.run(collecting(_demo(args, settings)))

@@ -2,7 +2,8 @@
 
 One :class:`VehicleProcessor` lives per connected vehicle. It is fed the items of each
 frame in seq order and returns everything the writer must commit in one transaction;
-only after that commit does the connection send the ack and the interventions.
+the connection sends the plan's interventions to the cab at once, and the ack only after
+that commit.
 
 Per item, all in memory: the geofence tracker turns each fix into zone transitions, the
 vehicle's streaming state (``state/vehicle.py``) derives and grades alarms from fixes and
@@ -47,6 +48,20 @@ from telematics.state.vehicle import VehicleState
 
 #: An alarm raised by an item older than this (offline replay) gets no in-cab intervention.
 DEFAULT_STALE_AFTER = timedelta(minutes=2)
+
+_INTERVENTION_NS = uuid.UUID("5b0c52d6-4f0e-4d6b-9a57-2f1f3c0e8a11")
+
+
+def intervention_id(vehicle_id: str, cause_seq: int, key: str, severity: str, action: str) -> str:
+    """The same cause always gives the same id.
+
+    Interventions go to the cab before their alarm commits (they are urgent); if the
+    server dies before the commit, the unit replays the item and the new server issues the
+    very same intervention, which the unit already knows by its id (it dedups resends).
+    """
+    return uuid.uuid5(
+        _INTERVENTION_NS, f"{vehicle_id}\x1f{cause_seq}\x1f{key}\x1f{severity}\x1f{action}"
+    ).hex
 
 
 @dataclass(slots=True)
@@ -348,7 +363,7 @@ class VehicleProcessor:
             if type(action) is CabAlert:  # none for a late (replayed) alarm
                 plan.interventions.append(
                     Intervention(
-                        self._new_id(),
+                        intervention_id(c.vehicle_id, c.seq, c.key, action.severity, action.action),
                         action.alarm_id,
                         c.vehicle_id,
                         action.severity,

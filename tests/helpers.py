@@ -129,6 +129,7 @@ class Unit:
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.welcome: dict[str, Any] = {}
+        self.held: list[dict[str, Any]] = []  # read ahead, returned first by recv()
 
     @classmethod
     async def connect(cls, url: str, token: str, ping_interval: float | None = 20) -> Unit:
@@ -151,6 +152,8 @@ class Unit:
         await self.ws.send(frame)
 
     async def recv(self, timeout: float = 10.0) -> dict[str, Any]:
+        if self.held:
+            return self.held.pop(0)
         raw = await asyncio.wait_for(self.ws.recv(), timeout)
         frame: dict[str, Any] = orjson.loads(raw)
         return frame
@@ -166,6 +169,25 @@ class Unit:
 
     async def ack_reaching(self, seq: int, timeout: float = 10.0) -> dict[str, Any]:
         return await self.recv_until(lambda f: f["type"] == "ack" and f["seq"] >= seq, timeout)
+
+    async def committed_intervention(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The next intervention, once its cause is acked (so its alarm is stored).
+
+        Interventions go out before the commit; frames other than acks read while waiting
+        for the ack are held for the next ``recv``.
+        """
+        frame = await self.recv_until(lambda f: f["type"] == "intervention", timeout)
+        deadline = asyncio.get_running_loop().time() + timeout
+        later: list[dict[str, Any]] = []
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            raw = await asyncio.wait_for(self.ws.recv(), max(left, 0.01))
+            seen: dict[str, Any] = orjson.loads(raw)
+            if seen["type"] == "ack" and seen["seq"] >= frame["cause"]["seq"]:
+                break
+            later.append(seen)
+        self.held.extend(later)
+        return frame
 
     async def close(self) -> None:
         await self.ws.close()

@@ -96,6 +96,18 @@ def test_event_alarm_intervention_and_task() -> None:
     assert plan.lifecycle.insurer == []
 
 
+def test_intervention_id_depends_only_on_its_cause() -> None:
+    """Interventions leave before the commit: a server that died before committing hands
+    the replayed item to a fresh processor, which must issue the very same id."""
+    first = processor().process([ev(1, "fatigue", 2)], [], [], NOW).interventions[0]
+    uuid_ids = VehicleProcessor(COACH, POLICY)  # random alarm ids, unlike processor()
+    replayed = uuid_ids.process([ev(1, "fatigue", 2)], [], [], NOW + timedelta(seconds=30))
+    assert replayed.interventions[0].id == first.id
+    other_seq = processor().process([ev(2, "fatigue", 2)], [], [], NOW).interventions[0]
+    other_vehicle = processor(HAZMAT).process([ev(1, "fatigue", 2)], [], [], NOW)
+    assert len({first.id, other_seq.id, other_vehicle.interventions[0].id}) == 3
+
+
 def test_general_is_a_voice_alert_without_a_task() -> None:
     plan = processor().process([ev(1, "yawning", 1)], [], [], NOW)
     assert plan.alarms[0][4] == "general"

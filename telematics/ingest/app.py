@@ -17,6 +17,7 @@ from telematics.ingest.hub import Hub, utc_now
 from telematics.ingest.keys import HUB
 from telematics.intervene.escalation import load_policy as load_escalation_policy
 from telematics.report.recurrence import MaxGap, run_evaluator
+from telematics.runtime import run_collector
 from telematics.store.database import create_pool
 from telematics.store.migrate import migrate
 
@@ -55,6 +56,8 @@ def build_app(
             asyncio.create_task(hub.writer.run(), name="writer"),
             asyncio.create_task(hub.run_sender(), name="sender"),
             asyncio.create_task(hub.run_sweeper(), name="sweeper"),
+            asyncio.create_task(hub.loop_monitor.run(), name="loop-monitor"),
+            asyncio.create_task(run_collector(), name="gc"),  # see runtime.tune_gc
             asyncio.create_task(hub.run_alarm_timer(), name="alarm-timer"),
             asyncio.create_task(hub.run_alarm_listener(), name="alarm-listener"),
             asyncio.create_task(hub.run_zones_poller(), name="zones-poller"),

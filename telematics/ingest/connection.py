@@ -111,6 +111,8 @@ class DeviceConnection:
             plan = self.processor.process(
                 inbound.items, inbound.rejected, inbound.intervention_acks, now
             )
+            if plan.interventions:
+                self.intervene(plan)
             await self.hub.writer.submit(plan, self.committed)
         if inbound.close_code is not None:
             await self.close(inbound.close_code, "too many bad frames")
@@ -199,16 +201,22 @@ class DeviceConnection:
         finally:
             self.draining = False
 
-    def committed(self, plan: StorePlan) -> None:
-        """Writer callback: the plan is durable; ack it and act in the cab."""
-        if plan.max_seq and self.session.committed(plan.max_seq):
-            self._ack_due = self.session.stored_seq
-            self.hub.mark_dirty(self)
+    def intervene(self, plan: StorePlan) -> None:
+        """Act in the cab now, before the commit: a voice alert must not wait for the
+        database. Ids derive from the cause, so a replay after a crash re-issues the same
+        ones (see ``pipeline.intervention_id``); the resend timer covers a lost frame."""
         now = time.monotonic()
         for intervention in plan.interventions:
             payload = orjson.dumps(intervention.frame())
             self.outstanding[intervention.id] = Outstanding(payload, now, now)
             self.send_later(payload)
+        self.hub.send_now(self)
+
+    def committed(self, plan: StorePlan) -> None:
+        """Writer callback: the plan is durable; ack it."""
+        if plan.max_seq and self.session.committed(plan.max_seq):
+            self._ack_due = self.session.stored_seq
+            self.hub.mark_dirty(self)
         self.hub.stats.count_committed(plan)
 
     def resend(self, frames: list[tuple[str, dict[str, Any], float]]) -> None:

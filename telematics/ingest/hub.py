@@ -26,6 +26,7 @@ from telematics.errors import TelematicsError
 from telematics.fleet import Vehicle
 from telematics.geo.index import ZoneIndex
 from telematics.ingest.connection import CLOSE_GOING_AWAY, DeviceConnection
+from telematics.ingest.looplag import LoopMonitor
 from telematics.intervene.escalation import EscalationStep, InterventionPolicy
 from telematics.pipeline import Intervention, StorePlan, VehicleProcessor, ZoneSource
 from telematics.protocol.messages import DeviceEvent
@@ -109,6 +110,7 @@ class Hub:
         self.processors: OrderedDict[str, VehicleProcessor] = OrderedDict()
         self.stats = IngestStats()
         self.started = time.monotonic()
+        self.loop_monitor = LoopMonitor()
         self._dirty: dict[DeviceConnection, None] = {}
         self._dirty_event = asyncio.Event()
         self._slow_senders: set[asyncio.Task[None]] = set()
@@ -181,19 +183,27 @@ class Hub:
             self.send_dirty()
 
     def send_dirty(self) -> None:
-        """Write every dirty connection's frames; a peer that stops reading gets its own
-        task, not the loop's."""
+        """Write every dirty connection's frames."""
         self._dirty_event.clear()
         dirty, self._dirty = self._dirty, {}
         for conn in dirty:
-            if conn.closed or conn.draining:
-                continue
-            if conn.write_buffer_size() > _SEND_INLINE_LIMIT:
-                task = asyncio.create_task(conn.flush_out())
-                self._slow_senders.add(task)
-                task.add_done_callback(self._slow_senders.discard)
-            else:
-                conn.write_pending()
+            self._send(conn)
+
+    def send_now(self, conn: DeviceConnection) -> None:
+        """Write one connection's frames in this loop turn (urgent: interventions)."""
+        self._dirty.pop(conn, None)
+        self._send(conn)
+
+    def _send(self, conn: DeviceConnection) -> None:
+        """A peer that stops reading gets its own task, not the loop's."""
+        if conn.closed or conn.draining:
+            return
+        if conn.write_buffer_size() > _SEND_INLINE_LIMIT:
+            task = asyncio.create_task(conn.flush_out())
+            self._slow_senders.add(task)
+            task.add_done_callback(self._slow_senders.discard)
+        else:
+            conn.write_pending()
 
     # -- timers ----------------------------------------------------------------------
 
@@ -356,4 +366,5 @@ class Hub:
             "writer_backlog": self.writer.backlog,
             "writer_flushes": self.writer.stats.flushes,
             "writer_retries": self.writer.stats.retries,
+            **self.loop_monitor.snapshot(),
         }

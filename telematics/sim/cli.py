@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import orjson
 
 from telematics.errors import ConfigError
-from telematics.runtime import tune_gc
+from telematics.runtime import collecting, tune_gc
 from telematics.sim.config import SimConfig
 from telematics.sim.fleet import read_tokens, run_fleet
 from telematics.sim.stats import FleetStats
@@ -202,7 +202,7 @@ def simulate_command(args: argparse.Namespace) -> int:
     print(f"simulating {len(units)} vehicles ({mode}, batch {config.batch_size}, "
           f"window {config.window}) → {config.url}", file=sys.stderr, flush=True)  # fmt: skip
     try:
-        run_with_best_loop(_main(config, stats))
+        run_with_best_loop(collecting(_main(config, stats)))
     except KeyboardInterrupt:  # a second Ctrl-C, or one before the handler was installed
         pass
     print(orjson.dumps(stats.snapshot(), option=orjson.OPT_INDENT_2).decode())

@@ -16,7 +16,6 @@ on the same axle, so a twin imbalance is caught by the same check and named as s
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +25,7 @@ from telematics.classify.rules import Rules
 from telematics.errors import UsageError
 from telematics.fleet import Vehicle, axle_of
 from telematics.protocol.messages import Telemetry, TireReading
+from telematics.state.series import FloatRows
 
 LOW, HIGH, TEMP = "tire_pressure_low", "tire_pressure_high", "tire_temp_high"
 SLOW_LEAK, FAST_LEAK = "tire_slow_leak", "tire_fast_leak"
@@ -76,7 +76,7 @@ class _Window:
 
     def __init__(self, span_s: float) -> None:
         self.span_s = span_s
-        self.points: deque[tuple[float, float]] = deque(maxlen=_MAX_POINTS)
+        self.points = FloatRows(2, _MAX_POINTS)  # t, kPa
         self._origin = 0.0  # t is kept relative to this so t² stays small
         self._adds = 0
         self._reset_sums()
@@ -85,8 +85,8 @@ class _Window:
         self._n = 0
         self._st = self._sp = self._stt = self._stp = 0.0
         if self.points:
-            self._origin = self.points[0][0]
-        for t, p in self.points:
+            self._origin = self.points.first()
+        for t, p in self.points:  # rows of (t, kPa)
             self._acc(t, p, 1)
 
     def _acc(self, t: float, p: float, sign: int) -> None:
@@ -100,18 +100,19 @@ class _Window:
     def add(self, t: float, p: float) -> None:
         if not self.points:
             self._origin = t
-        if len(self.points) == self.points.maxlen:
-            self._acc(*self.points[0], -1)  # deque drops it on append
-        self.points.append((t, p))
+        dropped = self.points.append(t, p)
+        if dropped is not None:
+            self._acc(dropped[0], dropped[1], -1)
         self._acc(t, p, 1)
-        while self.points[0][0] < t - self.span_s:
-            self._acc(*self.points.popleft(), -1)
+        while self.points.first() < t - self.span_s:
+            old_t, old_p = self.points.pop_first()
+            self._acc(old_t, old_p, -1)
         self._adds += 1
         if self._adds % _RESUM_EVERY == 0:
             self._reset_sums()
 
     def span(self) -> float:
-        return self.points[-1][0] - self.points[0][0] if self.points else 0.0
+        return self.points.last() - self.points.first() if self.points else 0.0
 
     def slope_per_min(self) -> float | None:
         """Least-squares slope in kPa/min, None with fewer than two distinct times."""

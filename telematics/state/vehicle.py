@@ -8,7 +8,6 @@ overspeed state (it would run their clocks backwards); tires judge their own ord
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +22,7 @@ from telematics.protocol.messages import DeviceEvent, Telemetry
 from telematics.state.counts import RecentCounts
 from telematics.state.driving import NIGHT, DrivingClock, LocalTime
 from telematics.state.dynamics import Fix, HarshDetector, OverspeedDetector
+from telematics.state.series import FloatRows
 from telematics.state.tires import TireMonitor
 
 LOADS = frozenset({"empty", "half", "full"})
@@ -64,7 +64,7 @@ class VehicleState:
         self._overspeed = OverspeedDetector(policy.overspeed, cls)
         rp = policy.recurrence
         self._counts = RecentCounts(rp.retention_s, rp.merge_s, rp.max_per_kind)
-        self._history: deque[Fix] = deque(maxlen=_HISTORY_MAX_POINTS)
+        self._history = FloatRows(4, _HISTORY_MAX_POINTS)  # t, lat, lon, speed_kmh
         self._last: Telemetry | None = None
         self._zones: ZoneContext = NO_ZONES
         self._load = "unknown"
@@ -90,7 +90,7 @@ class VehicleState:
     @property
     def history(self) -> Sequence[Fix]:
         """Fixes of the last ``policy.driving.history_s``, oldest first."""
-        return tuple(self._history)
+        return tuple(Fix(*point) for point in self._history)
 
     @property
     def continuous_driving_s(self) -> float:
@@ -218,7 +218,7 @@ class VehicleState:
         ts = t.ts.timestamp()
         p = self.policy
         fix = Fix(ts, t.lat, t.lon, t.speed_kmh)
-        self._remember(fix)
+        self._remember(ts, t.lat, t.lon, t.speed_kmh)
         moving = t.speed_kmh > p.driving.moving_kmh and t.ignition is not False
         limit = self._driving.update(t.ts, ts, moving)
         if t.speed_kmh <= p.dynamics.max_plausible_kmh:  # else a glitch: no dynamics from it
@@ -238,12 +238,12 @@ class VehicleState:
 
     # ---- internals ----
 
-    def _remember(self, fix: Fix) -> None:
+    def _remember(self, t: float, lat: float, lon: float, speed_kmh: float) -> None:
         h = self._history
-        h.append(fix)
-        horizon = fix.t - self.policy.driving.history_s
-        while h[0].t < horizon:
-            h.popleft()
+        h.append(t, lat, lon, speed_kmh)
+        horizon = t - self.policy.driving.history_s
+        while h.first() < horizon:
+            h.pop_first()
 
     def _tire_detections(self, t: Telemetry) -> list[_Detection]:
         before = self.tires.active()  # imbalance has one severity: it never rises

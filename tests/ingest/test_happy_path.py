@@ -37,7 +37,7 @@ async def test_event_raises_alarm_and_intervention(
     token = await add_vehicle(server.db_url)
     unit = await Unit.connect(server.ws_url, token)
     await unit.send(event(1, "fatigue", 2, attrs={"eye_closure_s": 2.4}))
-    frame = await unit.recv_until(lambda f: f["type"] == "intervention")
+    frame = await unit.committed_intervention()
     assert frame["cause"] == {"seq": 1, "kind": "fatigue"}
     assert frame["severity"] in ("moderate", "severe")
     assert frame["action"] == "voice_alert"

@@ -30,7 +30,7 @@ async def test_resent_until_delivered(db_url: str, db: asyncpg.Connection) -> No
     token = await add_vehicle(db_url)
     unit = await Unit.connect(server.ws_url, token)
     await unit.send(event(1, "phone_call", 1))
-    first = await unit.recv_until(_is_intervention)
+    first = await unit.committed_intervention()
     again = await unit.recv_until(_is_intervention, timeout=5)  # not acked: resent
     assert again == first
     await unit.send({"type": "intervention_ack", "id": first["id"], "status": "delivered"})
@@ -47,7 +47,7 @@ async def test_resent_on_the_next_connection(server: RunningServer, db: asyncpg.
     token = await add_vehicle(server.db_url)
     unit = await Unit.connect(server.ws_url, token)
     await unit.send(event(1, "phone_call", 1))
-    first = await unit.recv_until(_is_intervention)
+    first = await unit.committed_intervention()
     await unit.close()  # gone before acknowledging
     again = await Unit.connect(server.ws_url, token)
     resent = await again.recv_until(_is_intervention, timeout=3)
@@ -70,13 +70,13 @@ async def test_repeats_grouped_and_rise_goes_out(
     token = await add_vehicle(server.db_url)
     unit = await Unit.connect(server.ws_url, token)
     await unit.send(event(1, "smoking", 1))
-    first = await unit.recv_until(_is_intervention)
+    first = await unit.committed_intervention()
     assert first["severity"] == "general" and first["action"] == "voice_alert"
     await unit.send(event(2, "smoking", 1))
     await unit.send(event(3, "smoking", 1))
     await unit.ack_reaching(3)
     await unit.send(event(4, "smoking", 2, speed_kmh=90.0))
-    risen = await unit.recv_until(_is_intervention)
+    risen = await unit.committed_intervention()
     assert risen["severity"] == "moderate" and risen["cause"]["seq"] == 4
     alarm = await db.fetchrow("SELECT occurrences, severity, first_seq, last_seq FROM alarms")
     assert dict(alarm) == {"occurrences": 4, "severity": "moderate", "first_seq": 1, "last_seq": 4}
@@ -132,7 +132,7 @@ async def test_derived_fast_leak_reaches_the_cab(
         items.append(telemetry(i + 1, ts=start + timedelta(seconds=10 * i), speed_kmh=90.0,
                                tires=tires))  # fmt: skip
     await unit.send({"type": "batch", "items": items})
-    frame = await unit.recv_until(_is_intervention)
+    frame = await unit.committed_intervention()
     assert frame["cause"]["kind"] == "tire_fast_leak"
     assert frame["severity"] == "severe"
     alarm = await db.fetchrow("SELECT derived, tire_pos, reason FROM alarms")

@@ -88,7 +88,7 @@ async def test_each_grade_gets_its_interventions(
     token = await add_vehicle(server.db_url)
     unit = await Unit.connect(server.ws_url, token)
     await unit.send(event(1, kind, level))
-    frame = await unit.recv_until(_is_intervention)
+    frame = await unit.committed_intervention()
     assert (frame["severity"], frame["action"]) == (severity, "voice_alert")
     alarm = await db.fetchrow(
         "SELECT id, severity, reason, active, acknowledged, rules_version FROM alarms"
@@ -134,7 +134,7 @@ async def test_escalation_fires_on_time_and_stops_on_acknowledgement(
         token = await add_vehicle(db_url)
         unit = await Unit.connect(server.ws_url, token)
         await unit.send(event(1, "collision", None))
-        await unit.recv_until(_is_intervention)
+        await unit.committed_intervention()
         task_id = await db.fetchval("SELECT id FROM dispatch_tasks")
         # the severe chain: shift supervisor at once, safety manager after 2 minutes
         assert await eventually(lambda: _levels(db, task_id)) == [(1, "shift_supervisor")]
@@ -170,7 +170,7 @@ async def test_restart_mid_alarm_and_escalation(db_url: str, db: asyncpg.Connect
     first = await start_server(db_url, clock=clock)
     unit = await Unit.connect(first.ws_url, token)
     await unit.send(event(1, "collision", None))
-    frame = await unit.recv_until(_is_intervention)
+    frame = await unit.committed_intervention()
     await unit.send({"type": "intervention_ack", "id": frame["id"], "status": "delivered"})
     await unit.send(telemetry(2))
     await unit.ack_reaching(2)
@@ -218,7 +218,7 @@ async def test_alarm_cleared_by_a_dispatcher_is_forgotten_by_ingest(
     token = await add_vehicle(server.db_url, "SU-L1")
     unit = await Unit.connect(server.ws_url, token)
     await unit.send(event(1, "fatigue", 2))
-    await unit.recv_until(_is_intervention)
+    await unit.committed_intervention()
     alarm_id = await db.fetchval("SELECT id FROM alarms")
     processor = server.hub.processors["SU-L1"]
     assert processor.alarms["fatigue"].id == alarm_id
@@ -229,7 +229,7 @@ async def test_alarm_cleared_by_a_dispatcher_is_forgotten_by_ingest(
 
     assert await eventually(forgotten)
     await unit.send(event(2, "fatigue", 2))
-    frame = await unit.recv_until(_is_intervention)
+    frame = await unit.committed_intervention()
     rows = await db.fetch("SELECT id, active, first_seq FROM alarms ORDER BY first_seq")
     assert [(r["active"], r["first_seq"]) for r in rows] == [(False, 1), (True, 2)]
     assert (
@@ -246,7 +246,7 @@ async def test_absent_behaviour_clears_automatically(db_url: str, db: asyncpg.Co
         token = await add_vehicle(db_url, "SU-A1")
         unit = await Unit.connect(server.ws_url, token)
         await unit.send(event(1, "yawning", 1))
-        await unit.recv_until(_is_intervention)
+        await unit.committed_intervention()
         clock.advance(16 * 60)  # yawning clears after 15 minutes without
         await server.hub.alarm_tick()  # (or the timer's own turn, whichever is first)
 
@@ -272,6 +272,7 @@ async def test_tire_back_to_normal_clears_its_alarm_and_closes_the_task(
     hot = [{"pos": "1L", "kpa": 850, "temp_c": 86.0}]
     await unit.send(telemetry(1, ts=start, tires=hot))
     frame = await unit.recv_until(_caused_by("tire_temp_high"))
+    await unit.ack_reaching(1)  # interventions go out before the commit
     assert frame["severity"] == "moderate"
     alarm_id = await db.fetchval("SELECT id FROM alarms WHERE kind = 'tire_temp_high'")
     assert await db.fetchval("SELECT status FROM dispatch_tasks WHERE alarm_id = $1", alarm_id) == (
@@ -308,6 +309,7 @@ async def test_harsh_braking_from_telemetry_raises_a_derived_alarm(
     unit = await Unit.connect(server.ws_url, token)
     await unit.send({"type": "batch", "items": braking(datetime.now(UTC) - timedelta(seconds=10))})
     frame = await unit.recv_until(_caused_by("harsh_brake"))
+    await unit.ack_reaching(4)
     assert frame["cause"]["seq"] == 4
     alarm = await db.fetchrow(
         "SELECT derived, level, first_seq, reason FROM alarms WHERE kind = 'harsh_brake'"
