@@ -148,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     from telematics.report.cli import add_arguments as add_report_arguments
 
     add_report_arguments(sub)
+
+    from telematics.api.cli import add_arguments as add_operator_arguments
+
+    add_operator_arguments(sub)
     return parser
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -126,3 +127,35 @@ async def test_serve_runs_workers_on_one_port(db_url: str) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+async def test_operator_commands(db_url: str, db: asyncpg.Connection) -> None:
+    await db.execute("INSERT INTO fleets (id, name) VALUES ('F1', 'F1')")
+    unknown = run_cli(db_url, "operator", "add", "wang", "--role", "dispatcher", "--fleet", "F9")
+    assert unknown.returncode == 1 and "F9" in unknown.stderr and unknown.stdout == ""
+    done = run_cli(db_url, "operator", "add", "wang", "--role", "dispatcher", "--fleet", "F1")
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    assert len(done.stdout.splitlines()) == 1 and len(token) >= 40
+    second = run_cli(db_url, "operator", "token", "wang").stdout.strip()
+    assert second and second != token
+    server = await start_server(db_url)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for t in (token, second):
+                headers = {"Authorization": f"Bearer {t}"}
+                async with http.get(f"{server.http_url}/api/v1/zones", headers=headers) as r:
+                    assert r.status == 200
+            listed = run_cli(db_url, "operator", "list")
+            assert listed.stdout.split("\n")[0].split("\t") == [
+                "wang",
+                "dispatcher",
+                "F1",
+                "enabled",
+            ]
+            assert run_cli(db_url, "operator", "disable", "wang").returncode == 0
+            headers = {"Authorization": f"Bearer {second}"}
+            async with http.get(f"{server.http_url}/api/v1/zones", headers=headers) as r:
+                assert r.status == 401
+    finally:
+        await server.stop()

@@ -1,4 +1,4 @@
-"""The aiohttp application: device endpoint, health and stats, background tasks."""
+"""The aiohttp application: device endpoint, operators' API, health and stats, background tasks."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from datetime import datetime
 
 from aiohttp import web
 
+from telematics.api import setup_api
+from telematics.api.routes import bind_pool
 from telematics.classify.risk_policy import load_policy
 from telematics.config import Settings
 from telematics.ingest.device import device_endpoint
@@ -46,6 +48,7 @@ def build_app(
             applied = await migrate(conn)
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
+        bind_pool(app, pool)
         hub = Hub(settings, pool, policy, database_url, escalation, clock)
         async with pool.acquire() as conn:
             await hub.load_zones(conn)
@@ -80,6 +83,7 @@ def build_app(
     async def close_units(app: web.Application) -> None:
         await app[HUB].close_all()  # so handlers end now, not at the shutdown timeout
 
+    setup_api(app, escalation, clock)
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(close_units)
     app.router.add_get("/v1/device", device_endpoint)

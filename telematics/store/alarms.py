@@ -423,6 +423,15 @@ async def open_alarms(
     return [_alarm(r) for r in rows]
 
 
+async def fleet_of_alarm(conn: asyncpg.Connection, alarm_id: str) -> str | None:
+    """The fleet of the alarm's vehicle (to scope access); None if there is no such alarm."""
+    fleet: str | None = await conn.fetchval(
+        "SELECT v.fleet_id FROM alarms a JOIN vehicles v ON v.id = a.vehicle_id WHERE a.id = $1",
+        alarm_id,
+    )
+    return fleet
+
+
 async def active_alarms_of(conn: asyncpg.Connection, vehicle_id: str) -> list[AlarmState]:
     """A vehicle's active alarms (one per key): re-seed its processor after a (re)start."""
     rows = await conn.fetch(
