@@ -39,7 +39,6 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
-    rules_file: str | None = None  # first-version rules; `telematics report` still reads it
     policy_file: str | None = None  # risk policy (classify/policy.json unless set)
     escalation_file: str | None = None  # interventions policy (intervene/escalation.json)
     stale_after_s: float = 120.0  # an alarm from an older item is late: no in-cab alert
@@ -69,7 +68,6 @@ def load_settings() -> Settings:
         host=env("TELEMATICS_HOST") or "127.0.0.1",
         port=_env_int("TELEMATICS_PORT", 8080),
         workers=_env_int("TELEMATICS_WORKERS", 1),
-        rules_file=env("TELEMATICS_RULES_FILE") or None,
         policy_file=env("TELEMATICS_POLICY_FILE") or None,
         escalation_file=env("TELEMATICS_ESCALATION_FILE") or None,
         stale_after_s=_env_float("TELEMATICS_STALE_AFTER_S", 120.0),

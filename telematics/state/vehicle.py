@@ -57,6 +57,7 @@ class VehicleState:
             imbalance_ratio=policy.tires.imbalance_ratio,
             imbalance_max_skew_s=policy.tires.imbalance_max_skew_s,
         )
+        self._fast_leak_severe_kmh = policy.tire_rules().fast_leak_severe_speed_kmh
         self._local = LocalTime(policy.driving)
         night_limited = cls in policy.driving.night_limit_classes
         self._driving = DrivingClock(policy.driving, night_limited, self._local)
@@ -184,7 +185,10 @@ class VehicleState:
     def observe_event(self, e: DeviceEvent, zones: ZoneContext | None = None) -> AlarmCandidate:
         """Grade one device event; ``zones`` defaults to those of the latest fix."""
         self._counts.record(e.kind, e.ts.timestamp())
-        x = self.grading_input(e.kind, e.level, e.ts, e.speed_kmh, zones=zones)
+        base = None
+        if e.kind == "tire_fast_leak" and e.speed_kmh >= self._fast_leak_severe_kmh:
+            base = "severe"  # a tire deflating fast at speed is a blow-out: as when we detect it
+        x = self.grading_input(e.kind, e.level, e.ts, e.speed_kmh, zones=zones, base=base)
         graded = self.grader.grade_many([x])[0]
         key, pos = event_key(e)
         return AlarmCandidate(

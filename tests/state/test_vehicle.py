@@ -483,6 +483,16 @@ def test_tpms_device_events_keep_their_tire_key() -> None:
     assert (c.key, c.tire_pos) == ("tire_fast_leak:2LI", "2LI")
 
 
+@pytest.mark.parametrize("vehicle_class", ["bus", "coach", "hazmat", "freight"])
+def test_a_unit_reported_fast_leak_is_severe_at_speed_as_a_detected_one(
+    vehicle_class: str,
+) -> None:
+    crawling = Run(vehicle_class).event(0, "tire_fast_leak", 1, speed=20.0, attrs={"pos": "1L"})
+    assert crawling.severity != "severe"
+    at_speed = Run(vehicle_class).event(0, "tire_fast_leak", 1, speed=90.0, attrs={"pos": "1L"})
+    assert at_speed.severity == "severe"
+
+
 def test_a_custom_grader_plugs_in() -> None:
     class Model:
         version = "model-1"
