@@ -149,9 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_arguments(sub)
 
-    from telematics.api.cli import add_arguments as add_operator_arguments
+    from telematics.api.cli import add_arguments as add_user_arguments
 
-    add_operator_arguments(sub)
+    add_user_arguments(sub)
+
+    from ml.cli import add_ml_parser
+
+    add_ml_parser(sub)
     return parser
 
 

@@ -54,6 +54,10 @@ class Settings:
     frame_burst: float = 2_000.0
     garbage_limit: int = 50  # consecutive bad frames before closing with 1008
     log_level: str = "INFO"
+    map_tiles: str = ""  # dashboard tile URL template ({z}/{x}/{y}); empty: no basemap
+    map_attribution: str = ""
+    cookie_secure: bool = True  # the session cookie only over HTTPS (and http://localhost)
+    model_dir: Path = field(default_factory=lambda: Path("var/models"))  # severity models
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -83,4 +87,8 @@ def load_settings() -> Settings:
         frame_burst=_env_float("TELEMATICS_FRAME_BURST", 2_000.0),
         garbage_limit=_env_int("TELEMATICS_GARBAGE_LIMIT", 50),
         log_level=env("TELEMATICS_LOG_LEVEL") or "INFO",
+        map_tiles=env("TELEMATICS_MAP_TILES") or "",
+        map_attribution=env("TELEMATICS_MAP_ATTRIBUTION") or "",
+        cookie_secure=(env("TELEMATICS_COOKIE_SECURE") or "true").lower() not in ("0", "false"),
+        model_dir=Path(env("TELEMATICS_MODEL_DIR") or "var/models"),
     )

@@ -19,11 +19,11 @@ from telematics.store.migrate import migrate, migration_files
 from tests.helpers import Unit, add_vehicle, start_server, telemetry
 
 
-def run_cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(db_url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TELEMATICS_DATABASE_URL": db_url, "TELEMATICS_LOG_LEVEL": "WARNING"}
     return subprocess.run(
         [sys.executable, "-m", "telematics", *args],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env, capture_output=True, text=True, timeout=60, input=stdin,
     )  # fmt: skip
 
 
@@ -129,32 +129,34 @@ async def test_serve_runs_workers_on_one_port(db_url: str) -> None:
         assert proc.wait(timeout=30) == 0
 
 
-async def test_operator_commands(db_url: str, db: asyncpg.Connection) -> None:
+async def test_user_commands(db_url: str, db: asyncpg.Connection) -> None:
     await db.execute("INSERT INTO fleets (id, name) VALUES ('F1', 'F1')")
-    unknown = run_cli(db_url, "operator", "add", "wang", "--role", "dispatcher", "--fleet", "F9")
-    assert unknown.returncode == 1 and "F9" in unknown.stderr and unknown.stdout == ""
-    done = run_cli(db_url, "operator", "add", "wang", "--role", "dispatcher", "--fleet", "F1")
+
+    def user(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return run_cli(db_url, "user", *args, stdin=stdin)
+
+    unknown = user("add", "wang", "--role", "dispatcher", "--fleet", "F9", "--password-stdin",
+                   stdin="correct horse battery\n")  # fmt: skip
+    assert unknown.returncode == 1 and "F9" in unknown.stderr
+    weak = user("add", "wang", "--role", "dispatcher", "--password-stdin", stdin="short\n")
+    assert weak.returncode == 1 and "at least" in weak.stderr
+    assert await db.fetchval("SELECT count(*) FROM operators") == 0  # all or nothing
+    done = user("add", "wang", "--role", "dispatcher", "--fleet", "F1", "--password-stdin",
+                stdin="correct horse battery\n")  # fmt: skip
     assert done.returncode == 0, done.stderr
-    token = done.stdout.strip()
-    assert len(done.stdout.splitlines()) == 1 and len(token) >= 40
-    second = run_cli(db_url, "operator", "token", "wang").stdout.strip()
-    assert second and second != token
+    stored = await db.fetchval("SELECT password_hash FROM operators WHERE id = 'wang'")
+    assert stored.startswith("scrypt$") and "correct horse" not in stored
+    token = user("token", "wang").stdout.strip()
+    assert len(token) >= 40
     server = await start_server(db_url)
     try:
         async with aiohttp.ClientSession() as http:
-            for t in (token, second):
-                headers = {"Authorization": f"Bearer {t}"}
-                async with http.get(f"{server.http_url}/api/v1/zones", headers=headers) as r:
-                    assert r.status == 200
-            listed = run_cli(db_url, "operator", "list")
-            assert listed.stdout.split("\n")[0].split("\t") == [
-                "wang",
-                "dispatcher",
-                "F1",
-                "enabled",
-            ]
-            assert run_cli(db_url, "operator", "disable", "wang").returncode == 0
-            headers = {"Authorization": f"Bearer {second}"}
+            headers = {"Authorization": f"Bearer {token}"}
+            async with http.get(f"{server.http_url}/api/v1/zones", headers=headers) as r:
+                assert r.status == 200
+            listed = user("list").stdout.split("\n")[0].split("\t")
+            assert listed == ["wang", "dispatcher", "F1", "enabled"]
+            assert user("disable", "wang").returncode == 0
             async with http.get(f"{server.http_url}/api/v1/zones", headers=headers) as r:
                 assert r.status == 401
     finally:

@@ -1,10 +1,7 @@
-"""The operators' REST API under ``/api/v1/``: zones and the alarm lifecycle.
+"""The operators' REST API under ``/api/v1/``: zones, the alarm lifecycle, the fleet and
+the KPIs (``routes.setup_api`` mounts it).
 
 A thin shell: each handler checks who is asking (``auth.py``), parses the request, calls
-one store function and renders its result; errors become JSON with a stable code
+store functions and renders their result; errors become JSON with a stable code
 (``errors.py``).
 """
-
-from telematics.api.routes import setup_api
-
-__all__ = ["setup_api"]

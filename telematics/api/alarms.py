@@ -28,6 +28,7 @@ from telematics.intervene.escalation import InterventionPolicy
 from telematics.intervene.lifecycle import AlarmState, to_plain_dict
 from telematics.protocol.messages import SEVERITIES
 from telematics.store import alarms as alarm_store
+from telematics.store import fleetview
 from telematics.store.operators import Operator
 
 
@@ -35,14 +36,20 @@ def alarm_json(alarm: AlarmState) -> dict[str, Any]:
     return {**alarm.to_dict(), "status": alarm.status, "needs_attention": alarm.needs_attention}
 
 
+_ACK_STATES = ("acknowledged", "unacknowledged")
+
+
 async def list_alarms(request: web.Request) -> web.Response:
-    """Open alarms, most severe first, then oldest; filters: severity, min_severity,
-    vehicle, fleet, include_cleared_unacked, limit."""
+    """Open alarms, most severe first, then oldest, each with its task (deadline,
+    escalation) and interventions (delivery status); filters: severity, min_severity,
+    kind, vehicle, fleet, ack (acknowledged / unacknowledged), include_cleared_unacked,
+    limit."""
     operator = operator_of(request)
     fleets = operator.fleet_filter()
     fleet = request.query.get("fleet")
     if fleet is not None:
         fleets = [fleet] if operator.sees_fleet(fleet) else []
+    ack = query_choice(request, "ack", _ACK_STATES)
     async with request.app[DB].acquire() as conn:
         alarms = await alarm_store.open_alarms(
             conn,
@@ -51,9 +58,23 @@ async def list_alarms(request: web.Request) -> web.Response:
             vehicle_id=request.query.get("vehicle"),
             min_severity=query_choice(request, "min_severity", SEVERITIES),
             include_cleared_unacked=query_bool(request, "include_cleared_unacked"),
+            kind=request.query.get("kind"),
+            acknowledged=None if ack is None else ack == "acknowledged",
             limit=query_int(request, "limit", 100, 1, 1000),
         )
-    return web.json_response({"alarms": [alarm_json(a) for a in alarms]})
+        rows = await queue_rows(conn, alarms)
+    return web.json_response({"alarms": rows})
+
+
+async def queue_rows(conn: asyncpg.Connection, alarms: list[AlarmState]) -> list[dict[str, Any]]:
+    """Alarms as the queue shows them: with their task and interventions."""
+    ids = [a.id for a in alarms]
+    tasks = await fleetview.tasks_of(conn, ids)
+    interventions = await fleetview.interventions_of(conn, ids)
+    return [
+        {**alarm_json(a), "task": tasks.get(a.id), "interventions": interventions.get(a.id, [])}
+        for a in alarms
+    ]
 
 
 async def _in_scope(conn: asyncpg.Connection, operator: Operator, alarm_id: str) -> None:
@@ -64,8 +85,10 @@ async def _in_scope(conn: asyncpg.Connection, operator: Operator, alarm_id: str)
 
 async def _detail(conn: asyncpg.Connection, alarm_id: str) -> dict[str, Any]:
     d = await alarm_store.alarm_with_audit(conn, alarm_id)
+    interventions = await fleetview.interventions_of(conn, [alarm_id])
     return {
         "alarm": alarm_json(d.alarm),
+        "interventions": interventions.get(alarm_id, []),
         "audit": [e.to_dict() for e in d.audit],
         "task": None if d.task is None else d.task.to_dict(),
         "escalations": [{**to_plain_dict(e), "late": e.late} for e in d.escalations],

@@ -8,7 +8,7 @@ from datetime import datetime
 import asyncpg
 from aiohttp import web
 
-from telematics.api import alarms, zones
+from telematics.api import alarms, fleet, zones
 from telematics.api.auth import operator_auth
 from telematics.api.errors import json_errors
 from telematics.api.keys import CLOCK, DB, ESCALATION
@@ -36,6 +36,9 @@ def setup_api(
     r.add_post("/api/v1/alarms/{alarm_id}/assign", alarms.assign)
     r.add_post("/api/v1/alarms/{alarm_id}/comment", alarms.comment)
     r.add_post("/api/v1/alarms/{alarm_id}/clear", alarms.clear)
+    r.add_get("/api/v1/vehicles", fleet.list_vehicles)
+    r.add_get("/api/v1/vehicles/{vehicle_id}", fleet.get_vehicle)
+    r.add_get("/api/v1/kpis", fleet.get_kpis)
 
 
 def bind_pool(app: web.Application, pool: asyncpg.Pool) -> None:

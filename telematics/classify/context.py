@@ -67,6 +67,11 @@ class GradingInput:
     derived: bool = False
     base: str | None = None  # a detector's own severity (tires), else the policy's table
     detail: str | None = None  # what was detected, e.g. "tire 2LO 598 kPa …"
+    # Context for a trained model (ml/features.py); the rules do not read these.
+    recent_alarms: int = 0  # occurrences of any kind in the recurrence window, this one included
+    tire_conditions: int = 0  # tire conditions active on the vehicle (low, hot, leaking …)
+    driver_alarms: int = 0  # alarms since the current driver took this vehicle over
+    driver_hours: float = 0.0  # their driving hours since then: history = alarms / hours
 
 
 @dataclass(frozen=True, slots=True)

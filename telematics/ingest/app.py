@@ -10,10 +10,11 @@ from datetime import datetime
 
 from aiohttp import web
 
-from telematics.api import setup_api
-from telematics.api.routes import bind_pool
+from telematics.api.routes import bind_pool, setup_api
 from telematics.classify.risk_policy import load_policy
 from telematics.config import Settings
+from telematics.dashboard.live import LIVE, LiveFeed, close_live, live_endpoint
+from telematics.dashboard.views import setup_dashboard
 from telematics.ingest.device import device_endpoint
 from telematics.ingest.hub import Hub, utc_now
 from telematics.ingest.keys import HUB
@@ -53,6 +54,8 @@ def build_app(
         async with pool.acquire() as conn:
             await hub.load_zones(conn)
         app[HUB] = hub
+        live = LiveFeed(pool, database_url, clock)
+        app[LIVE] = live
         stopping = asyncio.Event()
         gaps = MaxGap.from_clear_policy(escalation.auto_clear)
         tasks = [
@@ -67,6 +70,7 @@ def build_app(
             # Did it work? Freeze each intervention's 10/30-minute recurrence once its
             # window closes (idempotent, so several workers may run it).
             asyncio.create_task(run_evaluator(pool, stopping, max_gap=gaps), name="outcomes"),
+            asyncio.create_task(live.run(), name="live-feed"),
         ]
         yield
         stopping.set()
@@ -84,8 +88,11 @@ def build_app(
         await app[HUB].close_all()  # so handlers end now, not at the shutdown timeout
 
     setup_api(app, escalation, clock)
+    setup_dashboard(app, settings)
+    app.router.add_get("/api/v1/live", live_endpoint)
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(close_units)
+    app.on_shutdown.append(close_live)
     app.router.add_get("/v1/device", device_endpoint)
     app.router.add_get("/healthz", health)
     app.router.add_get("/v1/stats", stats)

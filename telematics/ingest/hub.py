@@ -34,6 +34,7 @@ from telematics.protocol.session import Inbound
 from telematics.store import alarms as alarm_store
 from telematics.store import registry
 from telematics.store import zones as zone_store
+from telematics.store.notify import listen_forever
 from telematics.store.writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -298,31 +299,10 @@ class Hub:
             log.warning("ignoring a malformed %s notice: %r", channel, exc)
 
     async def run_alarm_listener(self, retry_s: float = 5.0) -> None:
-        """LISTEN on a dedicated connection; reconnect if it is lost."""
-        while True:
-            try:
-                conn = await asyncpg.connect(self.database_url)
-            except (OSError, asyncpg.PostgresError) as exc:
-                log.warning("alarm listener cannot connect (%r); retrying", exc)
-                await asyncio.sleep(retry_s)
-                continue
-            try:
-                await self._listen(conn)
-                log.warning("alarm listener lost its connection; reconnecting")
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("alarm listener failed (%r); reconnecting", exc)
-            finally:
-                if not conn.is_closed():
-                    conn.terminate()
-
-    async def _listen(self, conn: asyncpg.Connection) -> None:
-        """Until the connection is lost. Notices sent while reconnecting are missed: an
-        auto-cleared alarm still reopens at its next occurrence (``occur`` sees the lapse),
-        but occurrences of a hand-cleared one are counted on it until it lapses."""
-        lost = asyncio.Event()
-        conn.add_termination_listener(lambda _conn: lost.set())
-        await conn.add_listener(alarm_store.CHANNEL, self._alarm_changed)
-        await lost.wait()
+        """Forget alarms cleared elsewhere. Notices sent while the listener reconnects are
+        missed: an auto-cleared alarm still reopens at its next occurrence (``occur`` sees
+        the lapse), but occurrences of a hand-cleared one are counted on it until it lapses."""
+        await listen_forever(self.database_url, [alarm_store.CHANNEL], self._alarm_changed, retry_s)
 
     # -- zones ---------------------------------------------------------------------------
 

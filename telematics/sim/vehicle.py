@@ -9,12 +9,14 @@ in the simulator, a fake clock in tests).
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from typing import Any
 
 from telematics.sim.clock import Clock, format_ts, is_night
-from telematics.sim.drivers import Driver, EventGenerator, describe, make_driver
+from telematics.sim.drivers import MOVING_MIN_KMH, Driver, EventGenerator, describe, make_driver
+from telematics.sim.risk import CrashModel
 from telematics.sim.tires import TireSet
 from telematics.sim.world import Motion, pick_route
 
@@ -22,6 +24,7 @@ Item = dict[str, Any]
 
 DRIVERS_PER_VEHICLE = 2
 DRIVER_SWAP_PROBABILITY = 0.5  # at each depot stop
+REST_S = 1200.0  # a stop this long ends the stint (the server's rest rule)
 
 
 class VehicleSim:
@@ -29,9 +32,14 @@ class VehicleSim:
 
     __slots__ = (
         "_clock",
+        "_crash",
+        "_crash_at",
+        "_crash_cause",
         "_driver_i",
         "_rng",
         "_speed_integral",
+        "_stint_start",
+        "_stop_since",
         "_tire_dt",
         "_tire_interval",
         "drivers",
@@ -76,6 +84,14 @@ class VehicleSim:
         self._tire_dt = tire_interval_s  # first reading carries tires
         self._speed_integral = 0.0
         self.sim_t = 0.0
+        # Collisions follow alarms per the hidden-truth model (sim/risk.py), drawn from
+        # their own RNG so every other stream stays as it was.
+        self._crash = CrashModel(vehicle_class, random.Random(f"{seed}:{vehicle_id}:crash"))
+        self._crash.driver_log_risk = math.log(driver.risk)
+        self._crash_at = math.inf  # sim_t of the pending crash (one at a time)
+        self._crash_cause = ""
+        self._stint_start = 0.0  # sim_t the current stint began (after a rest)
+        self._stop_since = -1.0  # sim_t the vehicle stopped, -1 while moving
 
     @property
     def driver(self) -> Driver:
@@ -91,6 +107,7 @@ class VehicleSim:
                 self._driver_i = (self._driver_i + 1) % len(self.drivers)
                 driver = self.drivers[self._driver_i]
                 self.events.set_driver(driver)
+                self._crash.driver_log_risk = math.log(driver.risk)
         self.sim_t += dt
         now = self._clock()
         ts = format_ts(now)
@@ -100,6 +117,13 @@ class VehicleSim:
         lon = int(m.lon * 1e6 + 0.5) / 1e6
         speed_r = int(speed * 10.0 + 0.5) / 10.0
         driver_id = self.drivers[self._driver_i].id
+        if speed < MOVING_MIN_KMH:
+            if self._stop_since < 0.0:
+                self._stop_since = self.sim_t
+        elif self._stop_since >= 0.0:
+            if self.sim_t - self._stop_since >= REST_S:
+                self._stint_start = self.sim_t
+            self._stop_since = -1.0
         item: Item = {
             "type": "telemetry",
             "seq": 0,
@@ -128,6 +152,9 @@ class VehicleSim:
                     "level": alarm.level, "lat": lat, "lon": lon, "speed_kmh": speed_r,
                     "driver_id": driver_id, "attrs": alarm.attrs,
                 })  # fmt: skip
+                self._maybe_crash(alarm.kind, alarm.level, speed, now)
+        if self.sim_t >= self._crash_at:
+            out.append(self._crash_item(ts, lat, lon, speed_r, driver_id))
         kind = self.events.step(dt, now, speed, m.ignition, is_night(now))
         if kind is not None:
             draw = describe(kind, self._rng, speed, m.limit_kmh)
@@ -140,4 +167,26 @@ class VehicleSim:
             out.append(event)
             if draw.speed_kmh is not None:
                 m.speed_kmh = draw.speed_kmh  # the spike or the braking really happened
+            self._maybe_crash(kind, draw.level, event_speed, now)
         return out
+
+    def _maybe_crash(self, kind: str, level: int | None, speed_kmh: float, now: float) -> None:
+        """Draw whether this alarm leads to a crash (only alarms, a few per hour, pay)."""
+        if self._crash_at != math.inf:
+            return  # one pending crash at a time
+        tires = sum(1 for t in self.tires.tires if t.alarms)
+        stint_h = (self.sim_t - self._stint_start) / 3600.0
+        delay = self._crash.after_alarm(
+            kind, level, self.sim_t, speed_kmh, is_night(now), stint_h, tires
+        )
+        if delay is not None:
+            self._crash_at = self.sim_t + delay
+            self._crash_cause = kind
+
+    def _crash_item(self, ts: str, lat: float, lon: float, speed: float, driver_id: str) -> Item:
+        kind = self._crash.outcome_kind(self._crash_cause)
+        self._crash_at = math.inf
+        draw = describe(kind, self._crash.rng, speed, 0.0)
+        return {"type": "event", "seq": 0, "ts": ts, "kind": kind, "level": draw.level,
+                "lat": lat, "lon": lon, "speed_kmh": speed, "driver_id": driver_id,
+                "attrs": draw.attrs}  # fmt: skip

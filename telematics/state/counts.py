@@ -60,6 +60,14 @@ class RecentCounts:
             return 0
         return bisect.bisect_right(times, now) - bisect.bisect_right(times, now - window_s)
 
+    def count_all(self, window_s: float, now: float) -> int:
+        """Occurrences of every kind with ``now - window_s < t <= now``."""
+        if window_s > self.retention_s:
+            raise UsageError(f"window {window_s:g} s exceeds retention {self.retention_s:g} s")
+        lo = now - window_s
+        right = bisect.bisect_right
+        return sum(right(times, now) - right(times, lo) for times in self._times.values())
+
     def _trim(self) -> None:
         horizon = self._newest - self.retention_s
         for kind in list(self._times):

@@ -55,6 +55,7 @@ class DrivingClock:
         self.continuous_s = 0.0
         self.night_continuous_s = 0.0
         self.today_s = 0.0
+        self.total_s = 0.0  # all driving this clock has seen (for per-driver rates)
         self.stopped_s = 0.0  # current stop so far
         self._today = date.min
         self._prev: tuple[float, bool, bool] | None = None  # t, moving, night
@@ -75,6 +76,7 @@ class DrivingClock:
             self.stopped_s = 0.0
             self.continuous_s += dt
             self.today_s += dt
+            self.total_s += dt
             if night:
                 self.night_continuous_s += dt
         else:

@@ -168,6 +168,10 @@ class TireMonitor:
         """Tire position → kinds of its active conditions (positions with none are left out)."""
         return {pos: frozenset(t.active) for pos, t in self._tires.items() if t.active}
 
+    def active_count(self) -> int:
+        """Active conditions over all tires and axles (cheap: no allocation)."""
+        return sum(len(t.active) for t in self._tires.values()) + len(self._imbalanced)
+
     def imbalanced(self) -> dict[str, str]:
         """Axle → position of the lowest tire when its imbalance began, for active ones."""
         return dict(self._imbalanced)

@@ -69,6 +69,11 @@ class VehicleState:
         self._last: Telemetry | None = None
         self._zones: ZoneContext = NO_ZONES
         self._load = "unknown"
+        # The current driver's history on this vehicle (a model feature): their alarms,
+        # and the driving clock's total when they took over.
+        self._driver: str | None = None
+        self._driver_alarms = 0
+        self._driver_from_s = 0.0
 
     # ---- read-only view, for the grader and (later) a model's feature function ----
 
@@ -178,13 +183,18 @@ class VehicleState:
             derived=derived,
             base=base,
             detail=detail,
+            recent_alarms=self._counts.count_all(self.policy.recurrence.window_s, ts.timestamp()),
+            tire_conditions=self.tires.active_count(),
+            driver_alarms=self._driver_alarms,
+            driver_hours=(self._driving.total_s - self._driver_from_s) / 3600.0,
         )
 
     # ---- feeding ----
 
     def observe_event(self, e: DeviceEvent, zones: ZoneContext | None = None) -> AlarmCandidate:
         """Grade one device event; ``zones`` defaults to those of the latest fix."""
-        self._counts.record(e.kind, e.ts.timestamp())
+        if self._counts.record(e.kind, e.ts.timestamp()):
+            self._driver_alarms += 1
         base = None
         if e.kind == "tire_fast_leak" and e.speed_kmh >= self._fast_leak_severe_kmh:
             base = "severe"  # a tire deflating fast at speed is a blow-out: as when we detect it
@@ -216,6 +226,10 @@ class VehicleState:
             return self._graded(found, t, zones)  # out of order: tires only
         self._last = t
         self._zones = zones
+        if t.driver_id != self._driver:  # a new driver's history starts from nothing
+            self._driver = t.driver_id
+            self._driver_alarms = 0
+            self._driver_from_s = self._driving.total_s
         load = (t.extra or {}).get("load")
         if load in LOADS:
             self._load = load
@@ -275,8 +289,8 @@ class VehicleState:
             return []
         ts = t.ts.timestamp()
         for d in found:
-            if not d.rise:
-                self._counts.record(d.kind, ts)
+            if not d.rise and self._counts.record(d.kind, ts):
+                self._driver_alarms += 1
         inputs = [
             self.grading_input(
                 d.kind,

@@ -44,6 +44,9 @@ from telematics.intervene.escalation import (
 from telematics.intervene.lifecycle import AlarmError, AlarmState, AuditEntry, Transition
 
 CHANNEL = "telematics_alarms"
+#: New alarms and severity rises, announced by the batch writer at commit (JSON: id,
+#: vehicle_id, severity, new) for live views; lifecycle changes go on ``CHANNEL``.
+RAISED_CHANNEL = "telematics_alarms_raised"
 
 _ALARM_COLS = """a.id, a.vehicle_id, a.key, a.kind, a.severity, a.first_ts AS opened_at,
     a.last_ts AS last_seen_at, a.reason, a.derived, a.tire_pos, a.occurrences, a.active,
@@ -391,6 +394,8 @@ async def open_alarms(
     vehicle_id: str | None = None,
     min_severity: str | None = None,
     include_cleared_unacked: bool = False,
+    kind: str | None = None,
+    acknowledged: bool | None = None,
     limit: int = 100,
 ) -> list[AlarmState]:
     """The dispatcher's list: open alarms, most severe first, then oldest first.
@@ -415,11 +420,20 @@ async def open_alarms(
         where.append(f"a.severity_rank >= {arg(SEVERITY_RANK[min_severity])}")
     if vehicle_id is not None:
         where.append(f"a.vehicle_id = {arg(vehicle_id)}")
+    if kind is not None:
+        where.append(f"a.kind = {arg(kind)}")
+    if acknowledged is not None:
+        where.append(f"a.acknowledged = {arg(acknowledged)}")
     rows = await conn.fetch(
         f"""SELECT {_ALARM_COLS} FROM alarms a WHERE {" AND ".join(where)}
             ORDER BY a.severity_rank DESC, a.first_ts, a.id LIMIT {arg(limit)}""",
         *args,
     )
+    return [_alarm(r) for r in rows]
+
+
+async def alarms_by_id(conn: asyncpg.Connection, ids: Sequence[str]) -> list[AlarmState]:
+    rows = await conn.fetch(f"SELECT {_ALARM_COLS} FROM alarms a WHERE a.id = ANY($1)", list(ids))
     return [_alarm(r) for r in rows]
 
 

@@ -37,8 +37,8 @@ class Operator:
 
 async def add_operator(
     conn: asyncpg.Connection, operator_id: str, role: str, fleets: Sequence[str] | None
-) -> str:
-    """Create an operator with one API token; returns the token (shown once)."""
+) -> None:
+    """Create an operator (sign-in needs ``sessions.set_password``, scripts a token)."""
     if role not in ROLES:
         raise OperatorError(f"role: must be one of {', '.join(ROLES)}, got {role!r}")
     if not operator_id.strip():
@@ -60,8 +60,7 @@ async def add_operator(
                 None if fleets is None else sorted(set(fleets)),
             )
         except asyncpg.UniqueViolationError:
-            raise OperatorError(f"id: operator {operator_id!r} already exists") from None
-        return await _issue_token(conn, operator_id)
+            raise OperatorError(f"id: user {operator_id!r} already exists") from None
 
 
 async def new_operator_token(conn: asyncpg.Connection, operator_id: str) -> str:
@@ -85,7 +84,7 @@ async def _issue_token(conn: asyncpg.Connection, operator_id: str) -> str:
 
 
 async def disable_operator(conn: asyncpg.Connection, operator_id: str) -> None:
-    """Disable the operator and revoke every token of theirs."""
+    """Disable the operator, revoke every token and end every session of theirs."""
     async with conn.transaction():
         status: str = await conn.execute(
             "UPDATE operators SET disabled_at = now() WHERE id = $1 AND disabled_at IS NULL",
@@ -98,6 +97,7 @@ async def disable_operator(conn: asyncpg.Connection, operator_id: str) -> None:
                WHERE operator_id = $1 AND revoked_at IS NULL""",
             operator_id,
         )
+        await conn.execute("DELETE FROM operator_sessions WHERE operator_id = $1", operator_id)
 
 
 async def operator_for_token(conn: asyncpg.Connection, token: str) -> Operator:

@@ -304,6 +304,7 @@ class BatchWriter:
             plans = [self._drop_stored(p, cursors.get(p.vehicle_id, 0)) for p in plans]
             new_months = await self._ensure_partitions(conn, plans)
             await _copy(conn, "telemetry", _TELEMETRY_COLS, (r for p in plans for r in p.telemetry))
+            await _latest_fixes(conn, plans)
             await _copy(conn, "tire_readings", _TIRE_COLS, (r for p in plans for r in p.tires))
             await _copy(conn, "events", _EVENT_COLS, (r for p in plans for r in p.events))
             await _copy(
@@ -311,6 +312,7 @@ class BatchWriter:
             )
             await _copy(conn, "alarms", _ALARM_COLS, (r for p in plans for r in p.alarms))
             await self._repeat_alarms(conn, plans)
+            await _announce_alarms(conn, plans)
             await self._lifecycle(conn, plans)
             await self._interventions(conn, [i for p in plans for i in p.interventions])
             await self._device_statuses(conn, plans)
@@ -487,6 +489,61 @@ class BatchWriter:
             [r[2] for r in rows],
             [r[3] for r in rows],
         )
+
+
+async def _announce_alarms(conn: asyncpg.Connection, plans: list[StorePlan]) -> None:
+    """Tell live views (the dashboard of every worker) about new alarms and rises in
+    severity, delivered at commit; one statement per flush that raised any."""
+    news = [
+        orjson.dumps({"id": r[0], "vehicle_id": r[1], "severity": r[4], "new": True}).decode()
+        for p in plans
+        for r in p.alarms
+    ]
+    for p in plans:
+        for i in p.interventions:  # an intervention on an existing alarm: it rose
+            if all(r[0] != i.alarm_id for r in p.alarms):
+                payload = {"id": i.alarm_id, "vehicle_id": i.vehicle_id, "severity": i.severity}
+                news.append(orjson.dumps({**payload, "new": False}).decode())
+    if news:
+        await conn.execute(
+            "SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n",
+            alarm_store.RAISED_CHANNEL,
+            news,
+        )
+
+
+async def _latest_fixes(conn: asyncpg.Connection, plans: list[StorePlan]) -> None:
+    """Each vehicle's newest fix into ``vehicle_status`` (the live map reads only that),
+    one statement per flush; an older fix (a replay) never overwrites a newer one."""
+    latest: dict[str, tuple[Any, ...]] = {}
+    for p in plans:
+        for row in p.telemetry:  # (vehicle, seq, ts, lat, lon, speed, heading, driver, …)
+            best = latest.get(row[0])
+            if best is None or row[2] > best[2]:
+                latest[row[0]] = row
+    if not latest:
+        return
+    rows = list(latest.values())
+    await conn.execute(
+        """INSERT INTO vehicle_status AS s
+               (vehicle_id, ts, lat, lon, speed_kmh, heading_deg, driver_id, updated_at)
+           SELECT v, ts, lat, lon, speed, heading, driver, now()
+           FROM unnest($1::text[], $2::timestamptz[], $3::float8[], $4::float8[],
+                       $5::float8[], $6::float8[], $7::text[])
+                AS t(v, ts, lat, lon, speed, heading, driver)
+           ON CONFLICT (vehicle_id) DO UPDATE
+           SET ts = excluded.ts, lat = excluded.lat, lon = excluded.lon,
+               speed_kmh = excluded.speed_kmh, heading_deg = excluded.heading_deg,
+               driver_id = excluded.driver_id, updated_at = excluded.updated_at
+           WHERE s.ts < excluded.ts""",
+        [r[0] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        [r[4] for r in rows],
+        [r[5] for r in rows],
+        [r[6] for r in rows],
+        [r[7] for r in rows],
+    )
 
 
 async def _copy(

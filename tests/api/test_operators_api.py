@@ -10,7 +10,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from telematics.store.operators import add_operator, disable_operator
+from telematics.store.operators import add_operator, disable_operator, new_operator_token
 from tests.helpers import RunningServer, Unit, add_vehicle, event, eventually
 
 SQUARE = {
@@ -46,7 +46,8 @@ async def api_as(
     role: str,
     fleets: list[str] | None,
 ) -> Api:
-    return Api(http, server.http_url, await add_operator(db, who, role, fleets))
+    await add_operator(db, who, role, fleets)
+    return Api(http, server.http_url, await new_operator_token(db, who))
 
 
 async def open_alarm(server: RunningServer, vehicle: str, fleet: str, kind: str = "fatigue") -> str:

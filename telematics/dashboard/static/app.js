@@ -1,0 +1,380 @@
+// Dispatch-centre dashboard: one page, no build step. State comes from /api/v1/live
+// (a snapshot, then updates); actions go to /api/v1/ with the session's CSRF token.
+"use strict";
+
+const config = JSON.parse(document.querySelector('meta[name="tm-config"]').content);
+const RANK = { general: 1, moderate: 2, severe: 3 };
+const state = { vehicles: new Map(), alarms: new Map(), sort: { key: "plate", dir: 1 }, live: null };
+const $ = (sel) => document.querySelector(sel);
+
+function esc(text) {
+  const d = document.createElement("div");
+  d.textContent = text == null ? "" : String(text);
+  return d.innerHTML;
+}
+
+function sev(severity) {
+  return `<span class="sev ${severity || "none"}">${severity || "—"}</span>`;
+}
+
+function ago(iso) {
+  if (!iso) return "—";
+  const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+  if (s < 60) return `${Math.round(s)} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+async function api(method, path, body) {
+  const init = { method, headers: { "X-CSRF-Token": config.csrf }, credentials: "same-origin" };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const resp = await fetch(path, init);
+  if (resp.status === 401) location.href = "/login";
+  const data = await resp.json();
+  if (!resp.ok) throw new Error(data.error ? data.error.message : resp.statusText);
+  return data;
+}
+
+// -- tabs -------------------------------------------------------------------------------
+
+function route() {
+  const hash = location.hash.slice(1) || "fleet";
+  const [tab, arg] = hash.split("/");
+  document.querySelectorAll(".tab").forEach((s) => s.classList.toggle("active", s.id === `tab-${tab}`));
+  document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.dataset.tab === tab));
+  if (tab === "fleet") fleetMap.invalidateSize();
+  if (tab === "vehicle" && arg) showVehicle(decodeURIComponent(arg));
+  if (tab === "kpis") showKpis();
+}
+
+// -- live fleet -------------------------------------------------------------------------
+
+function makeMap(el) {
+  const map = L.map(el, { zoomControl: true, attributionControl: !!config.attribution }).setView([31.3, 120.6], 10);
+  if (config.tiles) L.tileLayer(config.tiles, { attribution: config.attribution, maxZoom: 18 }).addTo(map);
+  return map;
+}
+
+const fleetMap = makeMap("fleet-map");
+const markers = new Map();
+let fitted = false;
+
+function vehicleIcon(v) {
+  const cls = `vehicle-icon ${v.worst_severity || ""} ${v.online ? "" : "offline"}`;
+  return L.divIcon({
+    className: cls,
+    html: `<div style="transform: rotate(${v.heading_deg || 0}deg)"></div>`,
+    iconSize: [12, 16],
+  });
+}
+
+function drawVehicle(v) {
+  if (v.lat == null) return;
+  let m = markers.get(v.id);
+  if (!m) {
+    m = L.marker([v.lat, v.lon], { icon: vehicleIcon(v), title: v.plate || v.id });
+    m.on("click", () => { location.hash = `vehicle/${encodeURIComponent(v.id)}`; });
+    m.addTo(fleetMap);
+    markers.set(v.id, m);
+  } else {
+    m.setLatLng([v.lat, v.lon]);
+    m.setIcon(vehicleIcon(v));
+  }
+  m.bindTooltip(`${esc(v.plate || v.id)} · ${v.speed_kmh ?? "—"} km/h`);
+}
+
+function renderVehicles() {
+  const { key, dir } = state.sort;
+  const rows = [...state.vehicles.values()].map((v) => ({ ...v, worst_rank: RANK[v.worst_severity] || 0 }));
+  rows.sort((a, b) => {
+    const x = a[key] ?? "", y = b[key] ?? "";
+    return (x < y ? -1 : x > y ? 1 : 0) * dir || (a.id < b.id ? -1 : 1);
+  });
+  $("#vehicle-table tbody").innerHTML = rows.map((v) => `
+    <tr class="clickable" data-vehicle="${esc(v.id)}">
+      <td>${esc(v.plate || v.id)}</td><td>${esc(v.class)}</td><td>${esc(v.driver || "—")}</td>
+      <td data-testid="speed">${v.speed_kmh ?? "—"}</td><td>${ago(v.last_seen)}</td>
+      <td>${v.online ? "online" : "offline"}</td><td>${sev(v.worst_severity)}</td>
+    </tr>`).join("");
+  if (!fitted) {
+    const pts = rows.filter((v) => v.lat != null).map((v) => [v.lat, v.lon]);
+    if (pts.length) { fleetMap.fitBounds(pts, { maxZoom: 13, padding: [20, 20] }); fitted = true; }
+  }
+}
+
+$("#vehicle-table thead").addEventListener("click", (e) => {
+  const key = e.target.dataset.sort;
+  if (!key) return;
+  state.sort = { key, dir: state.sort.key === key ? -state.sort.dir : 1 };
+  renderVehicles();
+});
+$("#vehicle-table tbody").addEventListener("click", (e) => {
+  const tr = e.target.closest("tr[data-vehicle]");
+  if (tr) location.hash = `vehicle/${encodeURIComponent(tr.dataset.vehicle)}`;
+});
+
+function updateVehicles(list) {
+  for (const v of list) {
+    state.vehicles.set(v.id, v);
+    drawVehicle(v);
+  }
+  scheduleRender();
+}
+
+let renderQueued = false;
+function scheduleRender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => { renderQueued = false; renderVehicles(); renderAlarms(); });
+}
+
+// -- alarm queue ------------------------------------------------------------------------
+
+let audio = null;
+function alertSound() {
+  try {
+    audio = audio || new AudioContext();
+    const osc = audio.createOscillator(), gain = audio.createGain();
+    osc.frequency.value = 880;
+    gain.gain.value = 0.2;
+    osc.connect(gain).connect(audio.destination);
+    osc.start();
+    osc.stop(audio.currentTime + 0.4);
+  } catch (err) { /* no audio device: the row still flashes */ }
+}
+
+function inQueue(a) { return a.active || !a.acknowledged; }
+
+function updateAlarms(list, fromSnapshot) {
+  for (const a of list) {
+    const before = state.alarms.get(a.id);
+    if (!fromSnapshot && a.severity === "severe" && a.active && !a.acknowledged &&
+        (!before || before.severity !== "severe")) {
+      alertSound();
+    }
+    if (inQueue(a)) state.alarms.set(a.id, a); else state.alarms.delete(a.id);
+  }
+  refreshFilters();
+  scheduleRender();
+}
+
+function refreshFilters() {
+  const fleets = new Set(), kinds = new Set();
+  for (const a of state.alarms.values()) {
+    kinds.add(a.kind);
+    const v = state.vehicles.get(a.vehicle_id);
+    if (v) fleets.add(v.fleet);
+  }
+  for (const [sel, values] of [["#f-fleet", fleets], ["#f-kind", kinds]]) {
+    const el = $(sel), current = el.value;
+    el.innerHTML = `<option value="">all</option>` + [...values].sort().map((x) => `<option>${esc(x)}</option>`).join("");
+    el.value = current;
+  }
+}
+
+function escalationCell(task) {
+  if (!task) return "—";
+  if (task.status !== "open") return esc(task.status);
+  const next = task.next_escalation_at || task.due_at;
+  const left = (Date.parse(next) - Date.now()) / 1000;
+  const label = task.next_escalation_at ? `level ${task.escalation_level + 1}` : "ack due";
+  if (left <= 0) return `<span class="overdue">${label} overdue ${ago(next)}</span>`;
+  return `${label} in ${left < 60 ? Math.round(left) + " s" : Math.floor(left / 60) + " min " + Math.round(left % 60) + " s"}`;
+}
+
+function renderAlarms() {
+  const fs = $("#f-severity").value, fst = $("#f-state").value, ff = $("#f-fleet").value, fk = $("#f-kind").value;
+  const rows = [...state.alarms.values()].filter((a) => {
+    const v = state.vehicles.get(a.vehicle_id);
+    if (fs && a.severity !== fs) return false;
+    if (fst === "unack" && (a.acknowledged || !a.active)) return false;
+    if (fst === "ack" && !a.acknowledged) return false;
+    if (fst === "cleared" && a.active) return false;
+    if (ff && (!v || v.fleet !== ff)) return false;
+    if (fk && a.kind !== fk) return false;
+    return true;
+  });
+  rows.sort((a, b) => (RANK[b.severity] - RANK[a.severity]) || (Date.parse(a.opened_at) - Date.parse(b.opened_at)));
+  $("#queue-count").textContent = [...state.alarms.values()].filter((a) => !a.acknowledged).length || "";
+  $("#alarm-table tbody").innerHTML = rows.map((a) => {
+    const v = state.vehicles.get(a.vehicle_id);
+    const cab = (a.interventions || []).map((i) => `<span class="badge ${i.status}" title="${esc(i.action)}">${esc(i.status)}</span>`).join("");
+    return `<tr class="${a.severity} ${a.acknowledged ? "ack" : "unack"}" data-alarm="${esc(a.id)}" data-testid="alarm-row">
+      <td>${sev(a.severity)}</td><td><a href="#vehicle/${encodeURIComponent(a.vehicle_id)}">${esc(v ? v.plate || v.id : a.vehicle_id)}</a></td>
+      <td>${esc(a.kind)}</td><td>${esc(a.reason)}</td><td>${ago(a.opened_at)}</td><td>${a.occurrences}</td>
+      <td>${esc(a.status)}${a.assignee ? " · " + esc(a.assignee) : ""}</td><td>${escalationCell(a.task)}</td><td>${cab || "—"}</td>
+      <td>
+        ${a.acknowledged ? "" : `<button data-act="acknowledge">Ack</button>`}
+        <button data-act="assign">Take</button>
+        <button data-act="comment">Comment</button>
+        ${a.active ? `<button data-act="clear">Clear</button>` : ""}
+        <button data-act="detail">Audit</button>
+      </td></tr>`;
+  }).join("");
+}
+
+for (const id of ["#f-severity", "#f-state", "#f-fleet", "#f-kind"]) $(id).addEventListener("change", renderAlarms);
+
+$("#alarm-table tbody").addEventListener("click", async (e) => {
+  const button = e.target.closest("button[data-act]");
+  if (!button) return;
+  const id = button.closest("tr").dataset.alarm, act = button.dataset.act;
+  try {
+    let detail;
+    if (act === "detail") detail = await api("GET", `/api/v1/alarms/${encodeURIComponent(id)}`);
+    else if (act === "assign") detail = await api("POST", `/api/v1/alarms/${encodeURIComponent(id)}/assign`, { assignee: config.user });
+    else if (act === "comment") {
+      const text = prompt("Comment");
+      if (!text) return;
+      detail = await api("POST", `/api/v1/alarms/${encodeURIComponent(id)}/comment`, { text });
+    } else detail = await api("POST", `/api/v1/alarms/${encodeURIComponent(id)}/${act}`, {});
+    const a = { ...detail.alarm, task: detail.task, interventions: detail.interventions };
+    updateAlarms([a], true);
+    showAudit(detail);
+  } catch (err) { alert(err.message); }
+});
+
+function showAudit(detail) {
+  const box = $("#alarm-detail");
+  box.hidden = false;
+  box.innerHTML = `<h3>${sev(detail.alarm.severity)} ${esc(detail.alarm.kind)} · ${esc(detail.alarm.vehicle_id)}</h3>
+    <p>${esc(detail.alarm.reason)}</p>
+    <table data-testid="audit"><thead><tr><th>When</th><th>Who</th><th>What</th><th>Detail</th></tr></thead><tbody>
+    ${detail.audit.map((e) => `<tr><td>${new Date(e.at).toLocaleString()}</td><td>${esc(e.actor)}</td>
+      <td data-testid="audit-action">${esc(e.action)}</td><td>${esc(JSON.stringify(e.detail))}</td></tr>`).join("")}
+    </tbody></table>
+    <h4>Escalation</h4><p>${detail.escalations.map((s) => `level ${s.level} → ${esc(s.target)} at ${new Date(s.fired_at).toLocaleTimeString()}${s.late ? " (late)" : ""}`).join("<br>") || "none"}</p>`;
+}
+
+setInterval(() => { if ($("#tab-alarms").classList.contains("active")) renderAlarms(); }, 1000);
+
+// -- vehicle page -----------------------------------------------------------------------
+
+const vehicleMap = makeMap("vehicle-map");
+let trackLayer = null;
+
+function axleOf(pos) { return pos.match(/^\d+/)[0]; }
+
+async function showVehicle(id) {
+  const d = await api("GET", `/api/v1/vehicles/${encodeURIComponent(id)}`);
+  const v = d.vehicle;
+  $("#vehicle-title").innerHTML = `${esc(v.plate || v.id)} · ${esc(v.class)} · driver ${esc(v.driver || "—")} · ${v.speed_kmh ?? "—"} km/h · ${v.online ? "online" : "offline"}`;
+  const axles = new Map();
+  for (const t of d.tires) {
+    const k = axleOf(t.pos);
+    if (!axles.has(k)) axles.set(k, []);
+    axles.get(k).push(t);
+  }
+  const tire = (t) => `<div class="tire ${t.severity || ""}" data-testid="tire" data-pos="${esc(t.pos)}" title="${esc(t.reason || "")}">
+      <div class="pos">${esc(t.pos)}</div><div>${t.kpa ?? "—"} kPa</div><div>${t.temp_c ?? "—"} °C</div><div>${esc(t.state)}</div></div>`;
+  $("#tires").innerHTML = [...axles.entries()].map(([axle, tires]) => {
+    const left = tires.filter((t) => t.pos.includes("L")).sort((a, b) => (a.pos.endsWith("O") ? -1 : 1));
+    const right = tires.filter((t) => t.pos.includes("R")).sort((a, b) => (a.pos.endsWith("I") ? -1 : 1));
+    return `<div class="axle"><span class="label">axle ${axle}</span>${left.map(tire).join("")}<span class="shaft"></span>${right.map(tire).join("")}</div>`;
+  }).join("");
+  if (trackLayer) trackLayer.remove();
+  const pts = d.track.map((p) => [p[1], p[0]]);
+  trackLayer = L.polyline(pts, { color: "#2f80ed", weight: 3 }).addTo(vehicleMap);
+  vehicleMap.invalidateSize();
+  if (pts.length) vehicleMap.fitBounds(trackLayer.getBounds(), { maxZoom: 15, padding: [10, 10] });
+  $("#vehicle-alarms tbody").innerHTML = d.alarms.map((a) => `<tr><td>${sev(a.severity)}</td><td>${esc(a.kind)}</td>
+    <td>${esc(a.reason)}</td><td>${ago(a.last_ts)} ago</td><td>${a.active ? "active" : "cleared"}${a.late ? " · late" : ""}</td></tr>`).join("") || "<tr><td>none</td></tr>";
+  $("#vehicle-interventions tbody").innerHTML = d.interventions.map((i) => `<tr><td>${sev(i.severity)}</td><td>${esc(i.action)}</td>
+    <td>${esc(i.message)}</td><td><span class="badge ${i.status}">${esc(i.status)}</span></td><td>${ago(i.issued_at)} ago</td></tr>`).join("") || "<tr><td>none</td></tr>";
+  $("#vehicle-events tbody").innerHTML = d.events.map((e) => `<tr><td>${esc(e.kind)}</td><td>${e.level == null ? "" : "L" + e.level}</td>
+    <td>${Math.round(e.speed_kmh)} km/h</td><td>${esc(e.driver_id || "")}</td><td>${ago(e.ts)} ago</td></tr>`).join("") || "<tr><td>none</td></tr>";
+}
+
+// -- KPIs -------------------------------------------------------------------------------
+
+const charts = {};
+const COLORS = { general: "#2f80ed", moderate: "#e67e22", severe: "#c0392b" };
+
+function chart(id, cfg) {
+  if (charts[id]) charts[id].destroy();
+  charts[id] = new Chart(document.getElementById(id), cfg);
+}
+
+function stacked(rows, keyName) {
+  const keys = [...new Set(rows.map((r) => r[keyName]))].sort();
+  return {
+    labels: keys,
+    datasets: ["general", "moderate", "severe"].map((s) => ({
+      label: s, backgroundColor: COLORS[s],
+      data: keys.map((k) => rows.filter((r) => r[keyName] === k && r.severity === s).reduce((n, r) => n + r.count, 0)),
+    })),
+  };
+}
+
+async function showKpis() {
+  const k = await api("GET", "/api/v1/kpis?days=30");
+  const stackedOpts = { animation: false, scales: { x: { stacked: true }, y: { stacked: true } } };
+  chart("chart-days", { type: "bar", data: stacked(k.alarms_per_day, "day"), options: stackedOpts });
+  chart("chart-months", { type: "bar", data: stacked(k.alarms_per_month, "month"), options: stackedOpts });
+  const sevs = ["general", "moderate", "severe"];
+  chart("chart-split", {
+    type: "bar",
+    data: {
+      labels: sevs,
+      datasets: [
+        { label: "this fleet, %", backgroundColor: "#1d2733", data: sevs.map((s) => k.severity_split[s].percent) },
+        { label: "reference, %", backgroundColor: "#9aa6b2", data: sevs.map((s) => k.reference_split[s]) },
+      ],
+    },
+    options: { animation: false, scales: { y: { type: "logarithmic" } } },
+  });
+  chart("chart-recurrence", {
+    type: "bar",
+    data: {
+      labels: k.recurrence.map((r) => r.severity),
+      datasets: [
+        { label: "recurred within 10 min, %", backgroundColor: "#e67e22", data: k.recurrence.map((r) => r.recurred_10m_percent) },
+        { label: "within 30 min, %", backgroundColor: "#c0392b", data: k.recurrence.map((r) => r.recurred_30m_percent) },
+      ],
+    },
+    options: { animation: false },
+  });
+  const bars = (id, rows) => chart(id, {
+    type: "bar",
+    data: { labels: rows.map((r) => r.plate || r.id), datasets: [{ label: "risk points", backgroundColor: "#c0392b", data: rows.map((r) => r.points) }] },
+    options: { animation: false, indexAxis: "y" },
+  });
+  bars("chart-vehicles", k.riskiest_vehicles);
+  bars("chart-drivers", k.riskiest_drivers);
+  const d = k.delivery;
+  $("#delivery").textContent = `Interventions (30 days): ${d.issued} issued, ${d.delivered} delivered to the cab; ` +
+    `delivery time p50 ${d.p50_s ?? "—"} s, p95 ${d.p95_s ?? "—"} s.`;
+}
+
+// -- the live socket --------------------------------------------------------------------
+
+function connect(delay) {
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/v1/live`);
+  const status = $("#live-status");
+  ws.onopen = () => { status.textContent = "live"; status.className = "status live"; delay = 500; };
+  ws.onmessage = (msg) => {
+    const m = JSON.parse(msg.data);
+    if (m.type === "snapshot") {  // a (re)connect: replace everything
+      state.vehicles.clear();
+      state.alarms.clear();
+      updateVehicles(m.vehicles);
+      updateAlarms(m.alarms, true);
+    } else if (m.type === "vehicles") updateVehicles(m.vehicles);
+    else if (m.type === "alarms") updateAlarms(m.alarms, false);
+  };
+  ws.onclose = () => {
+    status.textContent = "reconnecting…";
+    status.className = "status down";
+    setTimeout(() => connect(Math.min(delay * 2, 10000)), delay);
+  };
+  state.live = ws;
+}
+
+$("#who").textContent = `${config.user} (${config.role})`;
+document.querySelector('#logout input[name="csrf"]').value = config.csrf;
+window.addEventListener("hashchange", route);
+route();
+connect(500);

@@ -1,0 +1,128 @@
+"""The dashboard in a real browser against a real server and PostgreSQL: sign in, see a
+vehicle move, get a severe alarm live, acknowledge it, see the audit entry; a dispatcher
+of fleet A never sees fleet B, on the page or through the JSON endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from telematics.store.operators import add_operator
+from telematics.store.sessions import set_password
+from tests.helpers import RunningServer, Unit, add_vehicle, event, telemetry
+
+PASSWORD = "dispatch-centre-1"
+
+
+async def add_user(db: asyncpg.Connection, user: str, role: str, fleets: list[str] | None) -> None:
+    await add_operator(db, user, role, fleets)
+    await set_password(db, user, PASSWORD)
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1400, "height": 900})
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    await context.close()
+    assert errors == [], errors  # no JavaScript error on any page
+
+
+async def sign_in(page: Page, server: RunningServer, user: str) -> None:
+    await page.goto(f"{server.http_url}/dashboard")
+    assert page.url.endswith("/login")  # no session: the sign-in form
+    await page.fill("input[name=user]", user)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_url("**/dashboard")
+    await expect(page.get_by_test_id("live-status")).to_have_text("live")
+
+
+async def test_wrong_password_is_refused(
+    server: RunningServer, db: asyncpg.Connection, page: Page
+) -> None:
+    await add_user(db, "wang", "dispatcher", None)
+    await page.goto(f"{server.http_url}/login")
+    await page.fill("input[name=user]", "wang")
+    await page.fill("input[name=password]", "not-the-password")
+    await page.click("button[type=submit]")
+    await expect(page.get_by_role("alert")).to_have_text("Wrong user or password.")
+    assert "tm_session" not in {c["name"] for c in await page.context.cookies()}
+
+
+async def test_dispatcher_sees_the_fleet_live_and_works_a_severe_alarm(
+    server: RunningServer, db: asyncpg.Connection, page: Page
+) -> None:
+    await add_vehicle(server.db_url, "A-1", fleet="FA")
+    token_b = await add_vehicle(server.db_url, "B-1", fleet="FB")
+    token_a = await add_vehicle(server.db_url, "A-2", fleet="FA")
+    await add_user(db, "disp-a", "dispatcher", ["FA"])
+    await sign_in(page, server, "disp-a")
+
+    # The session cookie is HttpOnly, SameSite=Strict; state changes need the CSRF token.
+    cookie = next(c for c in await page.context.cookies() if c["name"] == "tm_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert "tm_session" not in await page.evaluate("document.cookie")
+    status = await page.evaluate(
+        "fetch('/api/v1/alarms/x/acknowledge', {method: 'POST'}).then(r => r.status)"
+    )
+    assert status == 403
+
+    unit_a, unit_b = (
+        await Unit.connect(server.ws_url, token_a),
+        await Unit.connect(server.ws_url, token_b),
+    )
+    now = datetime.now(UTC)
+    await unit_a.send(
+        telemetry(1, ts=now - timedelta(seconds=2), lat=31.30, lon=120.60, speed_kmh=40.0)
+    )
+    await unit_b.send(
+        telemetry(1, ts=now - timedelta(seconds=2), lat=31.35, lon=120.65, speed_kmh=50.0)
+    )
+    row = page.locator("#vehicle-table tbody tr[data-vehicle='A-2']")
+    await expect(row.get_by_test_id("speed")).to_have_text("40", timeout=10_000)
+    first = await page.evaluate("markers.get('A-2').getLatLng()")
+    await unit_a.send(telemetry(2, ts=now, lat=31.31, lon=120.61, speed_kmh=72.0))
+    await expect(row.get_by_test_id("speed")).to_have_text("72", timeout=10_000)
+    moved = await page.evaluate("markers.get('A-2').getLatLng()")
+    assert (moved["lat"], moved["lng"]) != (first["lat"], first["lng"])  # it moved on the map
+    assert abs(moved["lat"] - 31.31) < 1e-9
+
+    # A severe alarm arrives while the queue is open, without a reload.
+    await page.click("a[data-tab=alarms]")
+    await unit_a.send(event(3, "collision", None))
+    await unit_b.send(event(2, "collision", None))
+    severe = page.locator("tr[data-testid=alarm-row].severe")
+    await expect(severe).to_have_count(1, timeout=10_000)
+    await expect(severe.locator("a[href='#vehicle/A-2']")).to_have_count(1)
+    await expect(severe).to_contain_text("collision")
+    await unit_a.committed_intervention()
+    await expect(severe.locator(".badge")).to_have_count(1, timeout=10_000)  # in the cab
+
+    await severe.locator("button[data-act=acknowledge]").click()
+    await expect(severe).to_contain_text("ACTIVE_ACK")
+    audit = page.get_by_test_id("audit")
+    await expect(audit.get_by_test_id("audit-action")).to_contain_text(["opened", "acknowledged"])
+    await expect(audit).to_contain_text("disp-a")
+    assert await db.fetchval("SELECT acked_by FROM alarms WHERE vehicle_id = 'A-2'") == "disp-a"
+
+    # Fleet B never shows: not on the map, the list, the queue, nor through the API.
+    assert await page.evaluate("markers.has('B-1')") is False
+    assert await page.locator("tr[data-vehicle='B-1']").count() == 0
+    await expect(page.locator("tr[data-testid=alarm-row]")).to_have_count(1)
+    b_alarm = await db.fetchval("SELECT id FROM alarms WHERE vehicle_id = 'B-1'")
+    assert b_alarm is not None
+    for path in ("/api/v1/vehicles/B-1", f"/api/v1/alarms/{b_alarm}"):
+        assert await page.evaluate(f"fetch('{path}').then(r => r.status)") == 404
+    listed = await page.evaluate("fetch('/api/v1/vehicles').then(r => r.json())")
+    assert [v["id"] for v in listed["vehicles"]] == ["A-1", "A-2"]
+    alarms = await page.evaluate("fetch('/api/v1/alarms?fleet=FB').then(r => r.json())")
+    assert alarms["alarms"] == []
+    await unit_a.close()
+    await unit_b.close()
