@@ -156,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     from ml.cli import add_ml_parser
 
     add_ml_parser(sub)
+
+    from telematics.insurer.cli import add_arguments as add_insurer_arguments
+
+    add_insurer_arguments(sub)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -20,7 +21,7 @@ from telematics.config import Settings
 from telematics.fleet import VEHICLE_CLASSES
 from telematics.runtime import collecting, install_fast_loop, tune_gc
 from telematics.sim import FleetStats, SimConfig, UnitSpec, run_fleet
-from telematics.store import registry
+from telematics.store import operators, registry, sessions
 from telematics.store.database import database_url
 from telematics.store.migrate import migrate
 
@@ -41,10 +42,23 @@ def demo_vehicles(count: int) -> list[registry.NewVehicle]:
     return vehicles
 
 
-async def prepare_fleet(url: str, count: int) -> list[UnitSpec]:
+DEMO_USER = "demo"
+
+
+async def demo_user(conn: asyncpg.Connection) -> str:
+    """An admin for the dashboard with a fresh random password each run (printed once)."""
+    password = secrets.token_urlsafe(12)
+    if not await conn.fetchval("SELECT true FROM operators WHERE id = $1", DEMO_USER):
+        await operators.add_operator(conn, DEMO_USER, "admin", None)
+    await sessions.set_password(conn, DEMO_USER, password)
+    return password
+
+
+async def prepare_fleet(url: str, count: int) -> tuple[list[UnitSpec], str]:
     conn = await asyncpg.connect(url)
     try:
         await migrate(conn)
+        password = await demo_user(conn)
         wanted = demo_vehicles(count)
         known = {
             r["id"]
@@ -57,7 +71,7 @@ async def prepare_fleet(url: str, count: int) -> list[UnitSpec]:
     finally:
         await conn.close()
     tokens = dict(fresh + reissued)
-    return [UnitSpec(v.id, tokens[v.id], v.vehicle_class) for v in wanted]
+    return [UnitSpec(v.id, tokens[v.id], v.vehicle_class) for v in wanted], password
 
 
 def free_port() -> int:
@@ -118,7 +132,7 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
         flush=True,
     )
     url = database_url(settings)
-    units = await prepare_fleet(url, args.vehicles)
+    units, password = await prepare_fleet(url, args.vehicles)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     tokens_file = settings.data_dir / "demo-tokens.csv"
     tokens_file.write_text("".join(f"{u.vehicle_id},{u.token},{u.vehicle_class}\n" for u in units))
@@ -135,7 +149,8 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
             await wait_healthy(http, base, server)
             print(
                 f"server on {base} (log: {settings.data_dir / 'demo-server.log'});"
-                f" {len(units)} vehicles; tokens in {tokens_file}; Ctrl-C stops",
+                f" {len(units)} vehicles; tokens in {tokens_file}; Ctrl-C stops\n"
+                f"dashboard: {base}/dashboard  user {DEMO_USER}  password {password}",
                 flush=True,
             )
             config = SimConfig(

@@ -18,6 +18,8 @@ from telematics.dashboard.views import setup_dashboard
 from telematics.ingest.device import device_endpoint
 from telematics.ingest.hub import Hub, utc_now
 from telematics.ingest.keys import HUB
+from telematics.insurer.api.routes import setup_insurer_api
+from telematics.insurer.worker import run_delivery_worker
 from telematics.intervene.escalation import load_policy as load_escalation_policy
 from telematics.report.recurrence import MaxGap, run_evaluator
 from telematics.runtime import run_collector
@@ -71,6 +73,8 @@ def build_app(
             # window closes (idempotent, so several workers may run it).
             asyncio.create_task(run_evaluator(pool, stopping, max_gap=gaps), name="outcomes"),
             asyncio.create_task(live.run(), name="live-feed"),
+            # Insurer webhooks from the durable outbox (SKIP LOCKED: any number of workers).
+            asyncio.create_task(run_delivery_worker(pool, stopping), name="webhooks"),
         ]
         yield
         stopping.set()
@@ -87,6 +91,7 @@ def build_app(
     async def close_units(app: web.Application) -> None:
         await app[HUB].close_all()  # so handlers end now, not at the shutdown timeout
 
+    setup_insurer_api(app)  # first: its gate keeps operator auth off /api/v1/insurer/
     setup_api(app, escalation, clock)
     setup_dashboard(app, settings)
     app.router.add_get("/api/v1/live", live_endpoint)

@@ -44,8 +44,9 @@ from telematics.intervene.escalation import (
 from telematics.intervene.lifecycle import AlarmError, AlarmState, AuditEntry, Transition
 
 CHANNEL = "telematics_alarms"
-#: New alarms and severity rises, announced by the batch writer at commit (JSON: id,
-#: vehicle_id, severity, new) for live views; lifecycle changes go on ``CHANNEL``.
+#: New alarms and severity rises (announced by the batch writer at commit: id,
+#: vehicle_id, severity, new) and escalation steps (id, vehicle_id, escalation, target),
+#: for live views; lifecycle changes go on ``CHANNEL``.
 RAISED_CHANNEL = "telematics_alarms_raised"
 
 _ALARM_COLS = """a.id, a.vehicle_id, a.key, a.kind, a.severity, a.first_ts AS opened_at,
@@ -579,7 +580,24 @@ async def fire_due_escalations(
                 steps.extend(fired)
         inserted = await _insert_escalations(conn, steps)
         await _save_tasks(conn, advanced)
-    return [s for s in steps if (s.task_id, s.severity, s.level) in inserted]
+        fired = [s for s in steps if (s.task_id, s.severity, s.level) in inserted]
+        if fired:  # live views show the step (and the next one's timer) at once
+            await conn.execute(
+                "SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n",
+                RAISED_CHANNEL,
+                [
+                    _json(
+                        {
+                            "id": s.alarm_id,
+                            "vehicle_id": s.vehicle_id,
+                            "escalation": s.level,
+                            "target": s.target,
+                        }
+                    )
+                    for s in fired
+                ],
+            )
+    return fired
 
 
 async def auto_clear_alarms(

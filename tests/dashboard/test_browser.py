@@ -13,7 +13,7 @@ from playwright.async_api import Browser, Page, expect
 
 from telematics.store.operators import add_operator
 from telematics.store.sessions import set_password
-from tests.helpers import RunningServer, Unit, add_vehicle, event, telemetry
+from tests.helpers import RunningServer, Unit, add_vehicle, event, start_server, telemetry
 
 PASSWORD = "dispatch-centre-1"
 
@@ -126,3 +126,64 @@ async def test_dispatcher_sees_the_fleet_live_and_works_a_severe_alarm(
     assert alarms["alarms"] == []
     await unit_a.close()
     await unit_b.close()
+
+
+async def test_vehicle_page_and_kpis(
+    server: RunningServer, db: asyncpg.Connection, page: Page
+) -> None:
+    token = await add_vehicle(server.db_url, "C-1", fleet="FC")
+    await add_user(db, "boss", "safety_manager", None)
+    unit = await Unit.connect(server.ws_url, token)
+    now = datetime.now(UTC)
+    layout = await db.fetchval("SELECT tire_layout FROM vehicles WHERE id = 'C-1'")
+    tires = [{"pos": p, "kpa": 850, "temp_c": 40.0} for p in layout]
+    tires[0]["temp_c"] = 88.0  # hot: a moderate tire alarm
+    await unit.send(
+        telemetry(1, ts=now - timedelta(seconds=60), lat=31.30, lon=120.60, tires=tires)
+    )
+    await unit.send(telemetry(2, ts=now, lat=31.301, lon=120.601, speed_kmh=55.0))
+    await unit.send(event(3, "fatigue", 2))
+    await unit.ack_reaching(3)
+    await sign_in(page, server, "boss")
+
+    await page.goto(f"{server.http_url}/dashboard#vehicle/C-1")
+    tire = page.get_by_test_id("tire")
+    await expect(tire).to_have_count(len(layout))
+    hot = page.locator(f".tire[data-pos='{layout[0]}']")
+    await expect(hot).to_have_class("tire moderate")
+    await expect(hot).to_contain_text("88 °C")
+    await expect(hot).to_contain_text("tire_temp_high")
+    await expect(page.locator("#vehicle-alarms")).to_contain_text("fatigue L2")
+    await expect(page.locator("#vehicle-interventions")).to_contain_text("voice_alert")
+    assert await page.evaluate("trackLayer.getLatLngs().length") == 2  # the last hour's track
+
+    await page.click("a[data-tab=kpis]")
+    await expect(page.get_by_test_id("delivery")).to_contain_text("issued")
+    assert await page.evaluate("Object.keys(charts).length") == 6
+    split = await page.evaluate("charts['chart-split'].data.datasets[1].data")
+    assert split == [85.35, 14.56, 0.09]
+    await unit.close()
+
+
+async def test_the_page_sees_vehicles_served_by_another_worker(
+    server: RunningServer, db_url: str, db: asyncpg.Connection, page: Page
+) -> None:
+    """Two server processes' worth of apps on one database: the browser on one, the unit
+    on the other; positions and a severe alarm still reach the page."""
+    other = await start_server(db_url)
+    try:
+        token = await add_vehicle(server.db_url, "W-1", fleet="FW")
+        await add_user(db, "wang", "dispatcher", ["FW"])
+        await sign_in(page, server, "wang")
+        unit = await Unit.connect(other.ws_url, token)
+        await unit.send(telemetry(1, lat=31.30, lon=120.60, speed_kmh=33.0))
+        row = page.locator("#vehicle-table tbody tr[data-vehicle='W-1']")
+        await expect(row.get_by_test_id("speed")).to_have_text("33", timeout=10_000)
+        await page.click("a[data-tab=alarms]")
+        await unit.send(event(2, "rollover", None))
+        await expect(page.locator("tr[data-testid=alarm-row].severe")).to_have_count(
+            1, timeout=10_000
+        )
+        await unit.close()
+    finally:
+        await other.stop()

@@ -53,7 +53,9 @@ function route() {
 // -- live fleet -------------------------------------------------------------------------
 
 function makeMap(el) {
-  const map = L.map(el, { zoomControl: true, attributionControl: !!config.attribution }).setView([31.3, 120.6], 10);
+  // Canvas, not one DOM element per vehicle: 2,000 markers moving every second stay cheap.
+  const map = L.map(el, { zoomControl: true, attributionControl: !!config.attribution, preferCanvas: true })
+    .setView([31.3, 120.6], 10);
   if (config.tiles) L.tileLayer(config.tiles, { attribution: config.attribution, maxZoom: 18 }).addTo(map);
   return map;
 }
@@ -62,38 +64,74 @@ const fleetMap = makeMap("fleet-map");
 const markers = new Map();
 let fitted = false;
 
-function vehicleIcon(v) {
-  const cls = `vehicle-icon ${v.worst_severity || ""} ${v.online ? "" : "offline"}`;
-  return L.divIcon({
-    className: cls,
-    html: `<div style="transform: rotate(${v.heading_deg || 0}deg)"></div>`,
-    iconSize: [12, 16],
-  });
+const SEVERITY_COLOURS = { general: "#2f80ed", moderate: "#e67e22", severe: "#c0392b" };
+
+// A triangle pointing along the vehicle's heading, drawn by Leaflet's canvas renderer.
+const Arrow = L.CircleMarker.extend({
+  _updatePath() {
+    const r = this._renderer;
+    if (!r._drawing || this._empty()) return;
+    const p = this._point, ctx = r._ctx, a = ((this.options.heading || 0) * Math.PI) / 180;
+    const s = this._radius;
+    ctx.beginPath();
+    ctx.moveTo(p.x + Math.sin(a) * s * 1.6, p.y - Math.cos(a) * s * 1.6);
+    ctx.lineTo(p.x + Math.sin(a + 2.5) * s, p.y - Math.cos(a + 2.5) * s);
+    ctx.lineTo(p.x + Math.sin(a - 2.5) * s, p.y - Math.cos(a - 2.5) * s);
+    ctx.closePath();
+    r._fillStroke(ctx, this);
+  },
+});
+
+function arrowStyle(v) {
+  const colour = SEVERITY_COLOURS[v.worst_severity] || "#7a8797";
+  return { color: "#1d2733", weight: 1, fillColor: colour, fillOpacity: v.online ? 0.95 : 0.35,
+    opacity: v.online ? 1 : 0.4, radius: 6 };
 }
 
 function drawVehicle(v) {
   if (v.lat == null) return;
   let m = markers.get(v.id);
+  const style = arrowStyle(v);
   if (!m) {
-    m = L.marker([v.lat, v.lon], { icon: vehicleIcon(v), title: v.plate || v.id });
+    m = new Arrow([v.lat, v.lon], { ...style, heading: v.heading_deg || 0 });
     m.on("click", () => { location.hash = `vehicle/${encodeURIComponent(v.id)}`; });
+    m.bindTooltip("");
     m.addTo(fleetMap);
     markers.set(v.id, m);
   } else {
+    m.options.heading = v.heading_deg || 0;
+    if (m.options.fillColor !== style.fillColor || m.options.fillOpacity !== style.fillOpacity) m.setStyle(style);
     m.setLatLng([v.lat, v.lon]);
-    m.setIcon(vehicleIcon(v));
   }
-  m.bindTooltip(`${esc(v.plate || v.id)} · ${v.speed_kmh ?? "—"} km/h`);
+  m.setTooltipContent(`${esc(v.plate || v.id)} · ${v.speed_kmh ?? "—"} km/h`);
 }
+
+async function drawZones() {
+  const colours = { school: "#e67e22", hazmat_restricted: "#c0392b", tunnel: "#7f8c8d",
+    depot: "#2e8b57", speed_limit: "#2f80ed", flood_prone: "#16a085" };
+  const zones = await api("GET", "/api/v1/zones");
+  L.geoJSON(zones, {
+    style: (f) => ({ color: colours[f.properties.kind] || "#555", weight: 1, fillOpacity: 0.08 }),
+    onEachFeature: (f, layer) => layer.bindTooltip(`${f.properties.name} (${f.properties.kind})`),
+  }).addTo(fleetMap);
+}
+
+const LIST_ROWS = 300;  // the list shows the first rows in sort order; the filter finds any
 
 function renderVehicles() {
   const { key, dir } = state.sort;
-  const rows = [...state.vehicles.values()].map((v) => ({ ...v, worst_rank: RANK[v.worst_severity] || 0 }));
+  const needle = $("#vehicle-filter").value.trim().toLowerCase();
+  const all = [...state.vehicles.values()];
+  const rows = all
+    .filter((v) => !needle || [v.id, v.plate, v.driver].some((x) => (x || "").toLowerCase().includes(needle)))
+    .map((v) => ({ ...v, worst_rank: RANK[v.worst_severity] || 0 }));
   rows.sort((a, b) => {
     const x = a[key] ?? "", y = b[key] ?? "";
     return (x < y ? -1 : x > y ? 1 : 0) * dir || (a.id < b.id ? -1 : 1);
   });
-  $("#vehicle-table tbody").innerHTML = rows.map((v) => `
+  $("#vehicle-count").textContent = `${Math.min(rows.length, LIST_ROWS)} of ${all.length} vehicles` +
+    `, ${all.filter((v) => v.online).length} online`;
+  $("#vehicle-table tbody").innerHTML = rows.slice(0, LIST_ROWS).map((v) => `
     <tr class="clickable" data-vehicle="${esc(v.id)}">
       <td>${esc(v.plate || v.id)}</td><td>${esc(v.class)}</td><td>${esc(v.driver || "—")}</td>
       <td data-testid="speed">${v.speed_kmh ?? "—"}</td><td>${ago(v.last_seen)}</td>
@@ -105,6 +143,7 @@ function renderVehicles() {
   }
 }
 
+$("#vehicle-filter").addEventListener("input", renderVehicles);
 $("#vehicle-table thead").addEventListener("click", (e) => {
   const key = e.target.dataset.sort;
   if (!key) return;
@@ -118,17 +157,32 @@ $("#vehicle-table tbody").addEventListener("click", (e) => {
 
 function updateVehicles(list) {
   for (const v of list) {
+    const before = state.vehicles.get(v.id);
     state.vehicles.set(v.id, v);
     drawVehicle(v);
+    if (!before || before.plate !== v.plate || before.fleet !== v.fleet) alarmsDirty = true;
   }
+  vehiclesDirty = true;
   scheduleRender();
 }
 
-let renderQueued = false;
+// Re-render only what changed, and the vehicle list at most once a second: rebuilding
+// rows under a dispatcher's pointer would swallow the click.
+let alarmsDirty = true, vehiclesDirty = true, renderQueued = false, lastVehicleRender = 0;
 function scheduleRender() {
   if (renderQueued) return;
   renderQueued = true;
-  requestAnimationFrame(() => { renderQueued = false; renderVehicles(); renderAlarms(); });
+  requestAnimationFrame(() => {
+    renderQueued = false;
+    if (alarmsDirty) { alarmsDirty = false; renderAlarms(); }
+    if (vehiclesDirty) {
+      const wait = 1000 - (performance.now() - lastVehicleRender);
+      if (wait > 0) { setTimeout(scheduleRender, wait); return; }
+      vehiclesDirty = false;
+      lastVehicleRender = performance.now();
+      renderVehicles();
+    }
+  });
 }
 
 // -- alarm queue ------------------------------------------------------------------------
@@ -158,6 +212,7 @@ function updateAlarms(list, fromSnapshot) {
     if (inQueue(a)) state.alarms.set(a.id, a); else state.alarms.delete(a.id);
   }
   refreshFilters();
+  alarmsDirty = true;
   scheduleRender();
 }
 
@@ -199,24 +254,57 @@ function renderAlarms() {
   });
   rows.sort((a, b) => (RANK[b.severity] - RANK[a.severity]) || (Date.parse(a.opened_at) - Date.parse(b.opened_at)));
   $("#queue-count").textContent = [...state.alarms.values()].filter((a) => !a.acknowledged).length || "";
-  $("#alarm-table tbody").innerHTML = rows.map((a) => {
-    const v = state.vehicles.get(a.vehicle_id);
-    const cab = (a.interventions || []).map((i) => `<span class="badge ${i.status}" title="${esc(i.action)}">${esc(i.status)}</span>`).join("");
-    return `<tr class="${a.severity} ${a.acknowledged ? "ack" : "unack"}" data-alarm="${esc(a.id)}" data-testid="alarm-row">
-      <td>${sev(a.severity)}</td><td><a href="#vehicle/${encodeURIComponent(a.vehicle_id)}">${esc(v ? v.plate || v.id : a.vehicle_id)}</a></td>
-      <td>${esc(a.kind)}</td><td>${esc(a.reason)}</td><td>${ago(a.opened_at)}</td><td>${a.occurrences}</td>
-      <td>${esc(a.status)}${a.assignee ? " · " + esc(a.assignee) : ""}</td><td>${escalationCell(a.task)}</td><td>${cab || "—"}</td>
+  const body = $("#alarm-table tbody");
+  const wanted = new Set(rows.map((a) => a.id));
+  for (const [id, cached] of rowCache) {
+    if (!wanted.has(id)) { cached.tr.remove(); rowCache.delete(id); }
+  }
+  rows.forEach((a, i) => {
+    // Keyed rows: a row is rebuilt only when what it shows changed, and kept (with its
+    // buttons) otherwise, so a click never lands on a row that is being replaced.
+    const html = alarmCells(a);
+    let cached = rowCache.get(a.id);
+    if (!cached) {
+      const tr = document.createElement("tr");
+      tr.dataset.alarm = a.id;
+      tr.dataset.testid = "alarm-row";
+      cached = { tr, html: "" };
+      rowCache.set(a.id, cached);
+    }
+    cached.tr.className = `${a.severity} ${a.acknowledged ? "ack" : "unack"}`;
+    if (cached.html !== html) { cached.tr.innerHTML = html; cached.html = html; }
+    if (body.children[i] !== cached.tr) body.insertBefore(cached.tr, body.children[i] || null);
+  });
+  tickAlarms();
+}
+
+const rowCache = new Map();
+
+function alarmCells(a) {
+  const v = state.vehicles.get(a.vehicle_id);
+  const cab = (a.interventions || []).map((i) => `<span class="badge ${i.status}" title="${esc(i.action)}">${esc(i.status)}</span>`).join("");
+  return `<td>${sev(a.severity)}</td><td><a href="#vehicle/${encodeURIComponent(a.vehicle_id)}">${esc(v ? v.plate || v.id : a.vehicle_id)}</a></td>
+      <td>${esc(a.kind)}</td><td>${esc(a.reason)}</td><td data-age></td><td>${a.occurrences}</td>
+      <td>${esc(a.status)}${a.assignee ? " · " + esc(a.assignee) : ""}</td><td data-esc></td><td>${cab || "—"}</td>
       <td>
         ${a.acknowledged ? "" : `<button data-act="acknowledge">Ack</button>`}
         <button data-act="assign">Take</button>
         <button data-act="comment">Comment</button>
         ${a.active ? `<button data-act="clear">Clear</button>` : ""}
         <button data-act="detail">Audit</button>
-      </td></tr>`;
-  }).join("");
+      </td>`;
 }
 
 for (const id of ["#f-severity", "#f-state", "#f-fleet", "#f-kind"]) $(id).addEventListener("change", renderAlarms);
+
+function tickAlarms() {  // ages and escalation timers, without rebuilding the rows
+  for (const tr of document.querySelectorAll("#alarm-table tbody tr[data-alarm]")) {
+    const a = state.alarms.get(tr.dataset.alarm);
+    if (!a) continue;
+    tr.querySelector("[data-age]").textContent = ago(a.opened_at);
+    tr.querySelector("[data-esc]").innerHTML = escalationCell(a.task);
+  }
+}
 
 $("#alarm-table tbody").addEventListener("click", async (e) => {
   const button = e.target.closest("button[data-act]");
@@ -231,8 +319,10 @@ $("#alarm-table tbody").addEventListener("click", async (e) => {
       if (!text) return;
       detail = await api("POST", `/api/v1/alarms/${encodeURIComponent(id)}/comment`, { text });
     } else detail = await api("POST", `/api/v1/alarms/${encodeURIComponent(id)}/${act}`, {});
-    const a = { ...detail.alarm, task: detail.task, interventions: detail.interventions };
-    updateAlarms([a], true);
+    if (act !== "detail") {
+      const a = { ...detail.alarm, task: detail.task, interventions: detail.interventions };
+      updateAlarms([a], true);
+    }
     showAudit(detail);
   } catch (err) { alert(err.message); }
 });
@@ -249,7 +339,13 @@ function showAudit(detail) {
     <h4>Escalation</h4><p>${detail.escalations.map((s) => `level ${s.level} → ${esc(s.target)} at ${new Date(s.fired_at).toLocaleTimeString()}${s.late ? " (late)" : ""}`).join("<br>") || "none"}</p>`;
 }
 
-setInterval(() => { if ($("#tab-alarms").classList.contains("active")) renderAlarms(); }, 1000);
+setInterval(() => { if ($("#tab-alarms").classList.contains("active")) tickAlarms(); }, 1000);
+
+// The vehicle page follows its vehicle: tires and track refresh while it is open.
+let shownVehicle = null;
+setInterval(() => {
+  if (shownVehicle && $("#tab-vehicle").classList.contains("active")) showVehicle(shownVehicle, false).catch(() => {});
+}, 5000);
 
 // -- vehicle page -----------------------------------------------------------------------
 
@@ -258,7 +354,8 @@ let trackLayer = null;
 
 function axleOf(pos) { return pos.match(/^\d+/)[0]; }
 
-async function showVehicle(id) {
+async function showVehicle(id, refit = true) {
+  shownVehicle = id;
   const d = await api("GET", `/api/v1/vehicles/${encodeURIComponent(id)}`);
   const v = d.vehicle;
   $("#vehicle-title").innerHTML = `${esc(v.plate || v.id)} · ${esc(v.class)} · driver ${esc(v.driver || "—")} · ${v.speed_kmh ?? "—"} km/h · ${v.online ? "online" : "offline"}`;
@@ -279,7 +376,7 @@ async function showVehicle(id) {
   const pts = d.track.map((p) => [p[1], p[0]]);
   trackLayer = L.polyline(pts, { color: "#2f80ed", weight: 3 }).addTo(vehicleMap);
   vehicleMap.invalidateSize();
-  if (pts.length) vehicleMap.fitBounds(trackLayer.getBounds(), { maxZoom: 15, padding: [10, 10] });
+  if (pts.length && refit) vehicleMap.fitBounds(trackLayer.getBounds(), { maxZoom: 15, padding: [10, 10] });
   $("#vehicle-alarms tbody").innerHTML = d.alarms.map((a) => `<tr><td>${sev(a.severity)}</td><td>${esc(a.kind)}</td>
     <td>${esc(a.reason)}</td><td>${ago(a.last_ts)} ago</td><td>${a.active ? "active" : "cleared"}${a.late ? " · late" : ""}</td></tr>`).join("") || "<tr><td>none</td></tr>";
   $("#vehicle-interventions tbody").innerHTML = d.interventions.map((i) => `<tr><td>${sev(i.severity)}</td><td>${esc(i.action)}</td>
@@ -378,3 +475,4 @@ document.querySelector('#logout input[name="csrf"]').value = config.csrf;
 window.addEventListener("hashchange", route);
 route();
 connect(500);
+drawZones().catch(() => { /* the map works without zones */ });

@@ -1,0 +1,194 @@
+"""Insurer API benchmark: evidence packet build time over 30 days of 1 Hz telemetry for
+one vehicle (≈2.6 M rows), and the latency of a 1,000-alarm feed page.
+
+    .venv/bin/python benchmarks/insurer.py [--days 30] [--alarms 20000] [--runs 7]
+
+Uses TELEMATICS_DATABASE_URL if set, else a throw-away embedded PostgreSQL. The data are
+bulk-loaded with generate_series (server-side, no client round trips); the server is the
+real application (build_app) on a free port, measured over HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+
+from telematics.config import Settings
+from telematics.ingest.app import build_app
+from telematics.insurer.store import insurers
+from telematics.store import registry
+from telematics.store.migrate import migrate
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+async def load(url: str, days: int, alarms: int, end: datetime) -> str:
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+        await registry.add_vehicles(conn, [registry.NewVehicle("BENCH-1", "FB", "coach")])
+        start = end - timedelta(days=days)
+        month = start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        while month < end:
+            await conn.execute("SELECT ensure_month_partitions($1::date)", month.date())
+            month = (month + timedelta(days=32)).replace(day=1)
+        t0 = time.perf_counter()
+        # 1 Hz fixes along a slow circle; driver changes every 8 hours
+        await conn.execute(
+            """INSERT INTO telemetry (vehicle_id, seq, ts, lat, lon, speed_kmh, heading_deg,
+                                      driver_id)
+               SELECT 'BENCH-1', g, $1::timestamptz + make_interval(secs => g),
+                      31.3 + 0.05 * sin(g / 3600.0), 120.6 + 0.05 * cos(g / 3600.0),
+                      (40 + 30 * sin(g / 600.0))::real, (g % 360)::real,
+                      'D-' || (g / 28800 % 3)
+               FROM generate_series(1, $2::int) AS g""",
+            start,
+            days * 86400,
+        )
+        await conn.execute(
+            """INSERT INTO tire_readings (vehicle_id, seq, ts, pos, kpa, temp_c)
+               SELECT 'BENCH-1', g, $1::timestamptz + make_interval(secs => g), p,
+                      820 + (g % 7), 40 + (g % 5)
+               FROM generate_series(60, $2::int, 60) AS g,
+                    unnest(ARRAY['1L','1R','2LO','2LI','2RI','2RO']) AS p""",
+            start,
+            days * 86400,
+        )
+        loaded = time.perf_counter() - t0
+        await conn.execute(
+            """INSERT INTO alarms (id, vehicle_id, kind, key, severity, reason, derived,
+                                   first_seq, first_ts, last_seq, last_ts, lat, lon, speed_kmh,
+                                   rules_version, active, cleared_at)
+               SELECT 'al-' || g, 'BENCH-1', k, k, s, 'bench', false, g * 100,
+                      $1::timestamptz + make_interval(secs => g * 100), g * 100,
+                      $1::timestamptz + make_interval(secs => g * 100 + 5), 31.3, 120.6, 60,
+                      'bench', false, $1::timestamptz + make_interval(secs => g * 100 + 60)
+               FROM generate_series(1, $2::int) AS g,
+                    LATERAL (SELECT (ARRAY['fatigue','phone_call','overspeed','collision'])
+                                    [1 + g % 4] AS k,
+                                    (ARRAY['general','moderate','severe'])[1 + g % 3] AS s) x""",
+            start,
+            alarms,
+        )
+        await conn.execute("ANALYZE")
+        rows = await conn.fetchval("SELECT count(*) FROM telemetry")
+        print(f"loaded {rows:,} telemetry rows in {loaded:.1f} s, {alarms:,} alarms")
+        await insurers.add_insurer(conn, "bench", "Bench Mutual")
+        await insurers.add_policy(
+            conn,
+            "bench",
+            starts_at=start - timedelta(days=1),
+            ends_at=end + timedelta(days=365),
+            consent=["events", "locations", "evidence"],
+            fleet_id="FB",
+        )
+        return await insurers.issue_key(conn, "bench")
+    finally:
+        await conn.close()
+
+
+def summary(name: str, samples: list[float]) -> None:
+    ms = sorted(s * 1000 for s in samples)
+    print(
+        f"{name}: median {statistics.median(ms):.1f} ms, min {ms[0]:.1f} ms, "
+        f"max {ms[-1]:.1f} ms over {len(ms)} runs"
+    )
+
+
+async def measure(url: str, key: str, runs: int, end: datetime, days: int) -> None:
+    app = build_app(Settings(host="127.0.0.1", port=0), url)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}/api/v1/insurer"
+    headers = {"Authorization": f"Bearer {key}"}
+    try:
+        async with aiohttp.ClientSession(headers=headers) as http:
+            claims: list[float] = []
+            for n in range(runs):
+                at = end - timedelta(days=days * (n + 1) / (runs + 1))
+                body: dict[str, Any] = {
+                    "vehicle_id": "BENCH-1",
+                    "occurred_at": at.isoformat(),
+                    "description": "bench",
+                }
+                t0 = time.perf_counter()
+                async with http.post(
+                    base + "/claims", json=body, headers={"Idempotency-Key": f"b{n}"}
+                ) as resp:
+                    data = await resp.json()
+                    assert resp.status == 201, data
+                claims.append(time.perf_counter() - t0)
+            async with http.get(base + f"/claims/{data['claim']['id']}/evidence") as resp:
+                packet = await resp.json()
+            print(
+                f"evidence packet: {len(packet['speed_trace'])} fixes, "
+                f"{len(packet['tire_readings'])} tire readings, {len(packet['alarms'])} alarms"
+            )
+            summary("claim + evidence packet build (POST /claims)", claims)
+            pages: list[float] = []
+            cursor = ""
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                async with http.get(base + f"/feed?limit=1000&cursor={cursor}") as resp:
+                    page = await resp.json()
+                pages.append(time.perf_counter() - t0)
+                assert len(page["items"]) == 1000, len(page["items"])
+                cursor = page["next_cursor"]
+            summary("feed page of 1,000 alarms (GET /feed?limit=1000)", pages)
+    finally:
+        await runner.cleanup()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--alarms", type=int, default=20000)
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    end = datetime.now(UTC).replace(microsecond=0)
+    external = os.environ.get("TELEMATICS_DATABASE_URL")
+    server: Any = None
+    if external:
+        admin = external
+    else:
+        import pgserver
+
+        server = pgserver.get_server(
+            Path(tempfile.mkdtemp(prefix="insurer-bench-")), cleanup_mode="delete"
+        )
+        admin = server.get_uri("postgres")
+    name = f"insurer_bench_{os.getpid()}"
+    conn = await asyncpg.connect(admin)
+    await conn.execute(f"CREATE DATABASE {name}")
+    await conn.close()
+    url = with_database(admin, name)
+    try:
+        key = await load(url, args.days, args.alarms, end)
+        await measure(url, key, args.runs, end, args.days)
+    finally:
+        conn = await asyncpg.connect(admin)
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await conn.close()
+        if server is not None:
+            server.cleanup()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

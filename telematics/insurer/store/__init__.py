@@ -1,0 +1,1 @@
+"""SQL of the insurer integration, one module per concern; no HTTP here."""
