@@ -60,6 +60,12 @@ async def load(url: str, days: int, alarms: int, end: datetime) -> str:
             start,
             days * 86400,
         )
+        # The hour marks the batch writer keeps for every vehicle (sql/009).
+        await conn.execute(
+            """INSERT INTO telemetry_hours (vehicle_id, hour, first_seq)
+               SELECT vehicle_id, date_trunc('hour', ts), min(seq) FROM telemetry
+               WHERE vehicle_id = 'BENCH-1' GROUP BY 1, 2"""
+        )
         await conn.execute(
             """INSERT INTO tire_readings (vehicle_id, seq, ts, pos, kpa, temp_c)
                SELECT 'BENCH-1', g, $1::timestamptz + make_interval(secs => g), p,

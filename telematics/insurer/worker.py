@@ -15,12 +15,13 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
 
 from telematics.errors import ConfigError
-from telematics.insurer import signing
+from telematics.insurer import egress, signing
 from telematics.insurer.backoff import BASE_S, CAP_S, GONE, is_success, retry_delay
 from telematics.insurer.store import webhooks as store
 
@@ -60,6 +61,8 @@ async def send(session: aiohttp.ClientSession, due: store.Due) -> tuple[int | No
     timestamp = int(time.time())
     headers = signing.headers(due.secrets, due.webhook_id, timestamp, due.payload)
     try:
+        if not egress.allow_private():
+            egress.check_literal(urlsplit(due.url).hostname or "")
         async with session.post(
             due.url, data=due.payload, headers=headers, allow_redirects=False
         ) as resp:
@@ -106,7 +109,8 @@ async def run_delivery_worker(
     """Deliver until ``stop`` is set; a failed pass is logged and retried."""
     settings = settings or WorkerSettings.from_env()
     timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    connector = aiohttp.TCPConnector(**egress.connector_options())
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         while not stop.is_set():
             try:
                 tried = await deliver_batch(pool, session, settings)

@@ -150,6 +150,8 @@ class BatchWriter:
         self._space: asyncio.Condition | None = None
         self._main_loop: asyncio.AbstractEventLoop | None = None
         self._months: set[date] = set()
+        self._marked_hour: dict[str, datetime] = {}  # vehicle → newest hour in telemetry_hours
+        self._pending_marks: dict[str, datetime] = {}  # this flush's, kept once it commits
         self._notifiers: set[asyncio.Future[None]] = set()
         self._conn: asyncpg.Connection | None = None
 
@@ -299,12 +301,14 @@ class BatchWriter:
     async def _flush(self, plans: list[StorePlan]) -> None:
         started = time.perf_counter()
         conn = await self._connection()
+        self._pending_marks = {}
         async with conn.transaction():
             cursors = await self._advance_cursors(conn, plans)
             plans = [self._drop_stored(p, cursors.get(p.vehicle_id, 0)) for p in plans]
             new_months = await self._ensure_partitions(conn, plans)
             await _copy(conn, "telemetry", _TELEMETRY_COLS, (r for p in plans for r in p.telemetry))
             await _latest_fixes(conn, plans)
+            await self._hour_marks(conn, plans)
             await _copy(conn, "tire_readings", _TIRE_COLS, (r for p in plans for r in p.tires))
             await _copy(conn, "events", _EVENT_COLS, (r for p in plans for r in p.events))
             await _copy(
@@ -323,12 +327,43 @@ class BatchWriter:
                 (r for p in plans for r in p.zone_transitions),
             )
         self._months |= new_months  # only once committed: a rolled-back DDL is gone again
+        self._marked_hour.update(self._pending_marks)
         self.stats.flushes += 1
         self.stats.items += sum(len(p.telemetry) + len(p.events) for p in plans)
         self.stats.rows += sum(
             len(p.telemetry) + len(p.tires) + len(p.events) + len(p.rejected) for p in plans
         )
         self.stats.last_flush_s = time.perf_counter() - started
+
+    async def _hour_marks(self, conn: asyncpg.Connection, plans: list[StorePlan]) -> None:
+        """Mark the first seq of each vehicle's hour in ``telemetry_hours`` (sql/009): how
+        time ranges find telemetry without a second index on it. Written when a vehicle's
+        hour changes, so about once an hour per vehicle; the lowest seq wins (replays)."""
+        marks: dict[tuple[str, datetime], int] = {}
+        for p in plans:
+            for row in p.telemetry:  # (vehicle, seq, ts, …)
+                hour = row[2].replace(minute=0, second=0, microsecond=0)
+                if self._marked_hour.get(row[0]) == hour:
+                    continue
+                key = (row[0], hour)
+                if key not in marks or row[1] < marks[key]:
+                    marks[key] = row[1]
+        if not marks:
+            return
+        await conn.execute(
+            """INSERT INTO telemetry_hours AS h (vehicle_id, hour, first_seq)
+               SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::bigint[])
+               ON CONFLICT (vehicle_id, hour) DO UPDATE
+               SET first_seq = least(h.first_seq, excluded.first_seq)""",
+            [k[0] for k in marks],
+            [k[1] for k in marks],
+            list(marks.values()),
+        )
+        # Remembered only for the newest hour: an older one (a replay) is checked again.
+        for vehicle, hour in marks:
+            newest = self._pending_marks.get(vehicle) or self._marked_hour.get(vehicle)
+            if newest is None or hour > newest:
+                self._pending_marks[vehicle] = hour
 
     async def _connection(self) -> asyncpg.Connection:
         """The writer's own connection (no pool: a pool's reset on release is a round trip)."""

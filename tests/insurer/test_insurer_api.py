@@ -189,3 +189,25 @@ async def test_loss_report_json_and_csv(
     )
     lines = csv_bytes.decode().splitlines()
     assert lines[0].startswith("fleet,month,kind,alarms") and lines[-1].split(",")[2] == "all"
+
+
+async def test_webhooks_must_go_to_public_https_endpoints(
+    server: RunningServer, db: asyncpg.Connection, http: aiohttp.ClientSession
+) -> None:
+    await db.execute("INSERT INTO fleets (id, name) VALUES ('FA', 'FA') ON CONFLICT DO NOTHING")
+    api = InsurerApi(http, server.http_url, await insurer_with_policy(db, "ins-a", fleet="FA"))
+    for url, why in [
+        ("http://claims.example.com/hook", "https"),
+        ("https://127.0.0.1/hook", "private"),
+        ("https://169.254.169.254/latest/meta-data", "private"),
+    ]:
+        status, body = await api.call(
+            "POST", "/webhooks", {"url": url, "event_types": ["alarm.severe"]}
+        )
+        assert status == 422 and why in body["error"]["message"], (url, body)
+    status, _ = await api.call(
+        "POST",
+        "/webhooks",
+        {"url": "https://claims.example.com/hook", "event_types": ["alarm.severe"]},
+    )
+    assert status in (200, 201)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from telematics.insurer import cursor, signing
+from telematics.insurer import cursor, egress, signing
 from telematics.insurer.backoff import retry_delay
 from telematics.insurer.loss_report import month_bounds
 from telematics.insurer.model import InsurerError
@@ -70,3 +70,38 @@ def test_month_bounds() -> None:
     assert month_bounds("2026-02")[1] - month_bounds("2026-02")[0] == timedelta(days=28)
     with pytest.raises(InsurerError):
         month_bounds("2026-13")
+
+
+# -- egress: where webhooks may go ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("8.8.8.8", True),
+        ("2001:4860:4860::8888", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("192.168.0.10", False),
+        ("169.254.169.254", False),  # cloud metadata
+        ("::1", False),
+        ("fd00::1", False),
+        ("224.0.0.1", False),
+    ],
+)
+def test_only_public_addresses_are_webhook_targets(address: str, public: bool) -> None:
+    assert egress.is_public(address) is public
+    if public:
+        egress.check_literal(address)
+    else:
+        with pytest.raises(egress.BlockedAddress):
+            egress.check_literal(address)
+
+
+async def test_a_name_resolving_to_loopback_is_refused() -> None:
+    resolver = egress.PublicOnlyResolver()
+    try:
+        with pytest.raises(egress.BlockedAddress):
+            await resolver.resolve("localhost", 443)
+    finally:
+        await resolver.close()

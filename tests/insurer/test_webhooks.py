@@ -75,6 +75,7 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TELEMATICS_WEBHOOK_RETRY_BASE_S", "0.05")
     monkeypatch.setenv("TELEMATICS_WEBHOOK_RETRY_CAP_S", "0.2")
     monkeypatch.setenv("TELEMATICS_WEBHOOK_LEASE_S", "2")
+    monkeypatch.setenv("TELEMATICS_WEBHOOK_ALLOW_PRIVATE", "1")  # the receiver is on 127.0.0.1
 
 
 async def register(api: InsurerApi, receiver: Receiver, types: list[str]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from aiohttp import web
 from telematics.api.body import json_object, optional_str, query_choice, query_int, required_str
 from telematics.api.errors import not_found
 from telematics.api.keys import DB
+from telematics.insurer import egress
 from telematics.insurer.api.common import json_response
 from telematics.insurer.api.gate import identity_of, requires
 from telematics.insurer.api.params import invalid, reject_nul
@@ -28,6 +29,13 @@ def _url(body: dict[str, Any]) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise invalid("url", "must be an absolute http(s) URL")
+    if not egress.allow_private():
+        if parts.scheme != "https":
+            raise invalid("url", "must be https (the body carries driver and claim data)")
+        try:
+            egress.check_literal(parts.hostname)
+        except egress.BlockedAddress:
+            raise invalid("url", "must not point at a private or loopback address") from None
     return url
 
 

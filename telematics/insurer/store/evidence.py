@@ -38,8 +38,11 @@ async def evidence_rows(
     conn: asyncpg.Connection, vehicle_id: str, lo: datetime, hi: datetime
 ) -> EvidenceRows:
     telemetry = await conn.fetch(
-        """SELECT ts, seq, lat, lon, speed_kmh, heading_deg, driver_id, ignition, odometer_km
-           FROM telemetry WHERE vehicle_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts, seq""",
+        """SELECT t.ts, t.seq, t.lat, t.lon, t.speed_kmh, t.heading_deg, t.driver_id,
+                  t.ignition, t.odometer_km
+           FROM telemetry_seq_range($1, $2, $3) r
+           JOIN telemetry t ON t.vehicle_id = $1 AND t.seq >= r.lo AND t.seq < r.hi
+           WHERE t.ts >= $2 AND t.ts < $3 ORDER BY t.ts, t.seq""",
         vehicle_id,
         lo,
         hi,

@@ -27,8 +27,10 @@ _EXPOSURE = f"""
 WITH fixes AS (
     SELECT t.vehicle_id, t.driver_id, t.ts, t.speed_kmh, t.lat, t.lon,
            lag(t.ts) OVER w AS pts, lag(t.lat) OVER w AS plat, lag(t.lon) OVER w AS plon
-    FROM telemetry t
-    WHERE t.vehicle_id = ANY ($1::text[]) AND t.ts >= $4 AND t.ts < $5
+    FROM (SELECT DISTINCT unnest($1::text[]) AS vehicle_id) v
+    CROSS JOIN LATERAL telemetry_seq_range(v.vehicle_id, $4, $5) r
+    JOIN telemetry t ON t.vehicle_id = v.vehicle_id AND t.seq >= r.lo AND t.seq < r.hi
+    WHERE t.ts >= $4 AND t.ts < $5
       AND {_IN_WINDOW.format(alias="t", ts="t.ts")}
     WINDOW w AS (PARTITION BY t.vehicle_id ORDER BY t.ts)),
 seg AS (
