@@ -12,9 +12,8 @@ are today's (``zones`` keeps no history of geometry edits). Alarms that are outc
 (collision, rollover) are not rows.
 
 Label: a collision or rollover of the same vehicle within ``horizon`` after the alarm's
-first occurrence, as an event or an alarm. Insurance claims are a second source of
-positives once the insurer API exists: pass an :class:`OutcomeSource` (the hook is
-:data:`CLAIMS_SOURCE`, ``None`` until a claims table does).
+first occurrence, as an event or an alarm, or a paid insurance claim that occurred in
+that window (:class:`ClaimOutcomes`, the outcomes insurers post through their API).
 """
 
 from __future__ import annotations
@@ -59,8 +58,30 @@ class OutcomeSource(Protocol):
     ) -> set[str]: ...
 
 
-#: Claims from the insurer API label alarms too, once they are stored: plug the source here.
-CLAIMS_SOURCE: OutcomeSource | None = None
+class ClaimOutcomes:
+    """Positives from the insurers' claims (``claim_outcomes``, posted through the insurer
+    API): an alarm is followed by a loss when a claim of the same vehicle that was paid in
+    full or in part occurred within ``horizon`` after it. Denied or withdrawn claims are no
+    evidence either way and leave the label to the collision events."""
+
+    async def positives(
+        self, conn: asyncpg.Connection, alarms: Sequence[AlarmRef], horizon: timedelta
+    ) -> set[str]:
+        rows = await conn.fetch(
+            """SELECT a.id FROM alarms a
+               WHERE a.id = ANY($1::text[]) AND EXISTS (
+                 SELECT 1 FROM claim_outcomes c
+                 WHERE c.vehicle_id = a.vehicle_id
+                   AND c.outcome IN ('paid', 'partially_paid')
+                   AND c.occurred_at > a.first_ts AND c.occurred_at <= a.first_ts + $2)""",
+            [a.id for a in alarms],
+            horizon,
+        )
+        return {r["id"] for r in rows}
+
+
+#: Claims from the insurer API label alarms too (sql/007 ``claim_outcomes``).
+CLAIMS_SOURCE: OutcomeSource | None = ClaimOutcomes()
 
 
 class _Recorder:

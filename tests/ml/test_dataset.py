@@ -95,3 +95,43 @@ async def test_export_replays_features_and_labels(db_url: str, tmp_path: Path) -
     assert write_csv(path, rows2) == 2
     back = {r.alarm_id: r for r in read_csv(path)}
     assert back["a2"] == a2
+
+
+async def test_a_paid_claim_labels_the_alarms_before_it(db_url: str) -> None:
+    """Claim outcomes posted through the insurer API become positives; a denied claim
+    is no evidence."""
+    await add_vehicle(db_url, "V-C", "coach", fleet="F3")
+    db = await asyncpg.connect(db_url)
+    try:
+        await _telemetry(db, "V-C", 120, "D-3")
+        t1 = T0 + timedelta(minutes=100)
+        await _event(db, "V-C", 10_001, t1, "phone_call")
+        await _alarm(db, "c1", "V-C", 10_001, t1, "phone_call")
+        await _event(db, "V-C", 10_002, t1 + timedelta(minutes=5), "smoking")
+        await _alarm(db, "c2", "V-C", 10_002, t1 + timedelta(minutes=5), "smoking")
+        await db.execute("INSERT INTO insurers (id, name) VALUES ('ins', 'Insurer')")
+
+        async def claim(claim_id: str, at: datetime, outcome: str) -> None:
+            await db.execute(
+                """INSERT INTO claims (id, insurer_id, vehicle_id, occurred_at, description,
+                                       idempotency_key, request_hash)
+                   VALUES ($1, 'ins', 'V-C', $2, 'test', $1, '\\x00'::bytea)""",
+                claim_id, at,
+            )  # fmt: skip
+            await db.execute(
+                """INSERT INTO claim_outcomes (claim_id, insurer_id, vehicle_id, occurred_at,
+                                               outcome, alarm_ids)
+                   VALUES ($1, 'ins', 'V-C', $2, $3, '{}')""",
+                claim_id, at, outcome,
+            )  # fmt: skip
+
+        rows, _ = await export_dataset(db, T0, T0 + timedelta(hours=3))
+        assert not any(r.label for r in rows)
+        await claim("k1", t1 + timedelta(minutes=3), "denied")
+        rows, _ = await export_dataset(db, T0, T0 + timedelta(hours=3))
+        assert not any(r.label for r in rows)
+        await claim("k2", t1 + timedelta(minutes=3), "paid")  # after c1, before c2
+        rows, _ = await export_dataset(db, T0, T0 + timedelta(hours=3))
+        assert {r.alarm_id: r.label for r in rows} == {"c1": True, "c2": False}
+    finally:
+        await db.close()
