@@ -4,6 +4,11 @@ secret rotation."""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -203,3 +208,59 @@ async def test_rotation_signs_with_both_secrets_for_a_while(
             await unit.close()
     finally:
         await server.stop()
+
+
+async def test_a_killed_server_process_loses_no_delivery(
+    db_url: str, db: asyncpg.Connection, receiver: Receiver, fast_retries: None
+) -> None:
+    """A real `telematics serve` process is SIGKILLed while its delivery worker holds the
+    pending messages; a server started afterwards delivers every one, once each."""
+    server = await start_server(db_url)  # ingest only: its worker is stopped below
+    key = await insurer_with_policy(db, "ins-a", fleet="F1")
+    async with aiohttp.ClientSession() as http:
+        api = InsurerApi(http, server.http_url, key)
+        await register(api, receiver, ["alarm.severe"])
+        receiver.status = 503
+        for n in range(4):
+            unit = await connect_vehicle(server, f"SU-K{n}", "F1")
+            await severe_alarm(server, unit, 1)
+            await unit.close()
+        await server.stop()
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        env = {**os.environ, "TELEMATICS_DATABASE_URL": db_url, "TELEMATICS_LOG_LEVEL": "WARNING"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "telematics", "serve", "--port", str(port)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            before = receiver.refused
+
+            async def worker_busy() -> bool:  # the process is retrying: it holds the messages
+                return receiver.refused >= before + 8
+
+            assert await eventually(worker_busy, timeout=30)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+        pending = await db.fetchval(
+            "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'"
+        )
+        assert pending == 4 and not receiver.accepted
+
+        receiver.status = 200
+        server = await start_server(db_url)
+
+        async def all_delivered() -> bool:
+            n = await db.fetchval(
+                "SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'"
+            )
+            return bool(n == 4)
+
+        assert await eventually(all_delivered, timeout=20)
+        await server.stop()
+    ids = set(await db.fetchval("SELECT array_agg(webhook_id) FROM webhook_deliveries"))
+    assert set(receiver.accepted) == ids and len(ids) == 4
+    assert all(count == 1 for count in receiver.accepted.values()), receiver.accepted
