@@ -91,6 +91,31 @@ _ZONE_TRANSITION_COLS = ("vehicle_id", "zone_id", "transition", "ts", "seq", "la
 _DATA_ERROR_CLASSES = frozenset(("22", "23"))
 
 
+# Locks the vehicles' cursors in id order, advances them, and keeps each vehicle's newest
+# fix on its row ({n}: this flush's fix is newer than the stored one).
+_NEWER = "(input.ts > coalesce(c.fix_ts, '-infinity'))"
+_ADVANCE_CURSORS = """
+    WITH input AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[],
+                                        $4::float8[], $5::float8[], $6::float8[],
+                                        $7::float8[], $8::text[])
+                   AS t(v, seq, ts, lat, lon, speed, heading, driver)),
+         locked AS (SELECT c.vehicle_id, c.last_seq FROM ingest_cursor c
+                    JOIN input ON input.v = c.vehicle_id
+                    ORDER BY c.vehicle_id FOR UPDATE OF c),
+         moved AS (
+             UPDATE ingest_cursor c SET last_seq = input.seq, updated_at = now(),
+                 fix_ts = CASE WHEN {n} THEN input.ts ELSE c.fix_ts END,
+                 lat = CASE WHEN {n} THEN input.lat ELSE c.lat END,
+                 lon = CASE WHEN {n} THEN input.lon ELSE c.lon END,
+                 speed_kmh = CASE WHEN {n} THEN input.speed ELSE c.speed_kmh END,
+                 heading_deg = CASE WHEN {n} THEN input.heading ELSE c.heading_deg END,
+                 driver_id = CASE WHEN {n} THEN input.driver ELSE c.driver_id END,
+                 fix_at = CASE WHEN {n} THEN now() ELSE c.fix_at END
+             FROM input JOIN locked ON locked.vehicle_id = input.v
+             WHERE c.vehicle_id = input.v AND input.seq > locked.last_seq)
+    SELECT vehicle_id, last_seq FROM locked""".replace("{n}", _NEWER)
+
+
 def _is_data_error(exc: BaseException) -> bool:
     if isinstance(exc, (asyncpg.DataError, TypeError, ValueError)):
         return True  # a value the driver cannot encode (raised while building the COPY)
@@ -307,7 +332,6 @@ class BatchWriter:
             plans = [self._drop_stored(p, cursors.get(p.vehicle_id, 0)) for p in plans]
             new_months = await self._ensure_partitions(conn, plans)
             await _copy(conn, "telemetry", _TELEMETRY_COLS, (r for p in plans for r in p.telemetry))
-            await _latest_fixes(conn, plans)
             await self._hour_marks(conn, plans)
             await _copy(conn, "tire_readings", _TIRE_COLS, (r for p in plans for r in p.tires))
             await _copy(conn, "events", _EVENT_COLS, (r for p in plans for r in p.events))
@@ -374,24 +398,34 @@ class BatchWriter:
     async def _advance_cursors(
         self, conn: asyncpg.Connection, plans: list[StorePlan]
     ) -> dict[str, int]:
-        """Lock the vehicles' cursors (in id order), move them on, return the old values."""
+        """Lock the vehicles' cursors (in id order), move them on, return the old values.
+
+        The same statement keeps each vehicle's newest fix on its cursor row (sql/010):
+        the live map reads it there, and an older fix (a replay) never overwrites it.
+        """
         advanced: dict[str, int] = {}
+        fixes: dict[str, tuple[Any, ...]] = {}
         for p in plans:
             if p.max_seq > advanced.get(p.vehicle_id, 0):
                 advanced[p.vehicle_id] = p.max_seq
+            for row in p.telemetry:  # (vehicle, seq, ts, lat, lon, speed, heading, driver, …)
+                best = fixes.get(row[0])
+                if best is None or row[2] > best[2]:
+                    fixes[row[0]] = row
         if not advanced:
             return {}
+        ids = list(advanced)
+        latest = [fixes.get(v) for v in ids]
         rows = await conn.fetch(
-            """WITH input AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS t(v, seq)),
-                    locked AS (SELECT c.vehicle_id, c.last_seq FROM ingest_cursor c
-                               JOIN input ON input.v = c.vehicle_id
-                               ORDER BY c.vehicle_id FOR UPDATE OF c),
-                    moved AS (UPDATE ingest_cursor c SET last_seq = input.seq, updated_at = now()
-                              FROM input JOIN locked ON locked.vehicle_id = input.v
-                              WHERE c.vehicle_id = input.v AND input.seq > locked.last_seq)
-               SELECT vehicle_id, last_seq FROM locked""",
-            list(advanced),
+            _ADVANCE_CURSORS,
+            ids,
             list(advanced.values()),
+            [f[2] if f else None for f in latest],
+            [f[3] if f else None for f in latest],
+            [f[4] if f else None for f in latest],
+            [f[5] if f else None for f in latest],
+            [f[6] if f else None for f in latest],
+            [f[7] if f else None for f in latest],
         )
         return {r["vehicle_id"]: r["last_seq"] for r in rows}
 
@@ -545,40 +579,6 @@ async def _announce_alarms(conn: asyncpg.Connection, plans: list[StorePlan]) -> 
             alarm_store.RAISED_CHANNEL,
             news,
         )
-
-
-async def _latest_fixes(conn: asyncpg.Connection, plans: list[StorePlan]) -> None:
-    """Each vehicle's newest fix into ``vehicle_status`` (the live map reads only that),
-    one statement per flush; an older fix (a replay) never overwrites a newer one."""
-    latest: dict[str, tuple[Any, ...]] = {}
-    for p in plans:
-        for row in p.telemetry:  # (vehicle, seq, ts, lat, lon, speed, heading, driver, …)
-            best = latest.get(row[0])
-            if best is None or row[2] > best[2]:
-                latest[row[0]] = row
-    if not latest:
-        return
-    rows = list(latest.values())
-    await conn.execute(
-        """INSERT INTO vehicle_status AS s
-               (vehicle_id, ts, lat, lon, speed_kmh, heading_deg, driver_id, updated_at)
-           SELECT v, ts, lat, lon, speed, heading, driver, now()
-           FROM unnest($1::text[], $2::timestamptz[], $3::float8[], $4::float8[],
-                       $5::float8[], $6::float8[], $7::text[])
-                AS t(v, ts, lat, lon, speed, heading, driver)
-           ON CONFLICT (vehicle_id) DO UPDATE
-           SET ts = excluded.ts, lat = excluded.lat, lon = excluded.lon,
-               speed_kmh = excluded.speed_kmh, heading_deg = excluded.heading_deg,
-               driver_id = excluded.driver_id, updated_at = excluded.updated_at
-           WHERE s.ts < excluded.ts""",
-        [r[0] for r in rows],
-        [r[2] for r in rows],
-        [r[3] for r in rows],
-        [r[4] for r in rows],
-        [r[5] for r in rows],
-        [r[6] for r in rows],
-        [r[7] for r in rows],
-    )
 
 
 async def _copy(
