@@ -5,11 +5,28 @@ Every setting is documented in the README's Settings table; keep the two in step
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from telematics.errors import ConfigError
+
+
+def read_json_object(path: str, what: str) -> dict[str, Any]:
+    """The JSON object in a policy or settings file; a ``ConfigError`` naming ``what`` and
+    the file if it cannot be read, is not JSON or is not an object."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot read ({exc.strerror or exc})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} {path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path}: top level must be a JSON object")
+    return data
 
 
 def _env_int(name: str, default: int) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from telematics.classify.rules import Rules
+from telematics.config import read_json_object
 from telematics.errors import ConfigError
 from telematics.fleet import VEHICLE_CLASSES
 from telematics.geo.context import ZONE_KINDS
@@ -157,16 +158,8 @@ def load_policy(path: str | None = None) -> RiskPolicy:
     defaults = _packaged()
     if path is None:
         return policy_from(defaults)
+    data = read_json_object(path, "policy file")
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"policy file {path}: cannot read ({exc.strerror or exc})") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"policy file {path}: not valid JSON ({exc})") from exc
-    try:
-        if not isinstance(data, dict):
-            raise ConfigError("top level must be a JSON object")
         if "version" not in data:
             # Alarms record the policy version: an edited policy must not pose as the default.
             raise ConfigError("version: a custom policy must name its own version")

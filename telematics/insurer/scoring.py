@@ -20,6 +20,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from telematics.config import read_json_object
 from telematics.errors import ConfigError
 from telematics.protocol.messages import SEVERITIES
 
@@ -83,16 +84,7 @@ def load_weights(path: str | None = None) -> RiskWeights:
     path = path or os.environ.get(WEIGHTS_ENV) or None
     if path is None:
         return _packaged()
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"risk weights {path}: {exc.strerror or exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"risk weights {path}: not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"risk weights {path}: must be a JSON object")
-    return parse_weights(data, f"risk weights {path}")
+    return parse_weights(read_json_object(path, "risk weights"), f"risk weights {path}")
 
 
 @cache

@@ -30,6 +30,7 @@ from types import MappingProxyType
 from typing import Any
 
 from telematics.classify.alarms import SEVERITY_RANK
+from telematics.config import read_json_object
 from telematics.errors import ConfigError, UsageError
 from telematics.intervene.lifecycle import (
     SYSTEM,
@@ -159,16 +160,7 @@ def load_policy(path: str | None = None) -> InterventionPolicy:
     """The packaged ``escalation.json``, or a complete policy file of your own."""
     if path is None:
         return _packaged()
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"escalation policy {path}: {exc.strerror or exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"escalation policy {path}: not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"escalation policy {path}: must be a JSON object")
-    return parse_policy(data)
+    return parse_policy(read_json_object(path, "escalation policy"))
 
 
 @cache
