@@ -64,7 +64,12 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
-            exc.status, "http_error"
-        )
-        return error_response(exc.status, code, exc.reason)
+        return http_error_response(exc)
+
+
+def http_error_response(exc: web.HTTPException) -> web.Response:
+    """aiohttp's own refusals (no route, wrong method, body too large) in the JSON shape."""
+    code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+        exc.status, "http_error"
+    )
+    return error_response(exc.status, code, exc.reason)

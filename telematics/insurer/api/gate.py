@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from telematics.api.errors import ApiError, Handler, error_response
+from telematics.api.errors import ApiError, Handler, error_response, http_error_response
 from telematics.api.keys import DB
 from telematics.errors import TelematicsError
 from telematics.insurer.api.keys import ACCESS, IDENTITY, AccessNote
@@ -66,10 +66,7 @@ async def _serve(request: web.Request) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
-            exc.status, "http_error"
-        )
-        return error_response(exc.status, code, exc.reason)
+        return http_error_response(exc)
 
 
 @web.middleware
