@@ -15,19 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from telematics.cliargs import iso_datetime
 from telematics.config import Settings
 from telematics.errors import ConfigError, TelematicsError
 
 DEFAULT_SYNTHETIC = 1_000_000
 HELD_OUT = 50_000  # rows of each held-out set; the evaluation grades them by the rules too
-
-
-def _iso(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {text!r}") from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def add_ml_parser(subparsers: Any) -> None:
@@ -36,8 +29,12 @@ def add_ml_parser(subparsers: Any) -> None:
     sub = ml.add_subparsers(dest="ml_command", required=True)
 
     ds = sub.add_parser("dataset", help="labelled alarms from the database, as CSV")
-    ds.add_argument("--since", type=_iso, required=True, help="ISO 8601, first alarm included")
-    ds.add_argument("--until", type=_iso, default=None, help="ISO 8601, exclusive (default now)")
+    ds.add_argument(
+        "--since", type=iso_datetime, required=True, help="ISO 8601, first alarm included"
+    )
+    ds.add_argument(
+        "--until", type=iso_datetime, default=None, help="ISO 8601, exclusive (default now)"
+    )
     ds.add_argument("--horizon-min", type=float, default=30.0, help="label horizon (default 30)")
     ds.add_argument("--lookback-h", type=float, default=12.0,
                     help="history replayed before --since (default 12)")  # fmt: skip

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 from typing import Any
 
+from telematics.cliargs import iso_datetime
 from telematics.config import Settings
 from telematics.insurer.model import CONSENTS, KEY_SCOPES
 from telematics.insurer.store import insurers
 from telematics.store.database import run_with_db
-
-
-def _iso(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {text!r}") from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def add_arguments(subparsers: Any) -> None:
@@ -37,8 +29,8 @@ def add_arguments(subparsers: Any) -> None:
     target = policy.add_mutually_exclusive_group(required=True)
     target.add_argument("--fleet")
     target.add_argument("--vehicle")
-    policy.add_argument("--from", dest="starts_at", type=_iso, required=True)
-    policy.add_argument("--until", dest="ends_at", type=_iso, required=True)
+    policy.add_argument("--from", dest="starts_at", type=iso_datetime, required=True)
+    policy.add_argument("--until", dest="ends_at", type=iso_datetime, required=True)
     policy.add_argument(
         "--consent", action="append", choices=CONSENTS, required=True, help="repeat"
     )

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from telematics.cliargs import iso_datetime
 from telematics.config import Settings
 from telematics.errors import TelematicsError, UsageError
 from telematics.intervene.escalation import load_policy as load_escalation_policy
@@ -32,17 +33,6 @@ class ReportError(TelematicsError):
 FORMATS = ("table", "csv", "json")
 
 
-def _iso(text: str) -> datetime:
-    """An ISO 8601 date or date-time; without an offset it is UTC."""
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not an ISO 8601 date or time: {text!r} (e.g. 2026-11-02 or 2026-11-02T08:00+08:00)"
-        ) from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def add_arguments(subparsers: Any) -> None:
     """Register the ``report`` command group on the top-level ``add_subparsers()`` object."""
     report = subparsers.add_parser("report", help="reports: did the interventions work?")
@@ -56,9 +46,11 @@ def add_arguments(subparsers: Any) -> None:
         "within 10 and 30 minutes (over the interventions whose 30-minute window has closed).",
     )
     inter.add_argument(
-        "--since", type=_iso, help="ISO 8601, UTC unless an offset is given (default: until - 7d)"
+        "--since",
+        type=iso_datetime,
+        help="ISO 8601, UTC unless an offset is given (default: until - 7d)",
     )
-    inter.add_argument("--until", type=_iso, help="ISO 8601, exclusive (default: now)")
+    inter.add_argument("--until", type=iso_datetime, help="ISO 8601, exclusive (default: now)")
     inter.add_argument("--fleet", help="only the vehicles of this fleet")
     inter.add_argument("--format", choices=FORMATS, default="table", help="default: table")
 
