@@ -328,11 +328,12 @@ class BatchWriter:
         conn = await self._connection()
         self._pending_marks = {}
         async with conn.transaction():
-            cursors = await self._advance_cursors(conn, plans)
+            fixes, marks = _scan_telemetry(plans, self._marked_hour)
+            cursors = await self._advance_cursors(conn, plans, fixes)
             plans = [self._drop_stored(p, cursors.get(p.vehicle_id, 0)) for p in plans]
             new_months = await self._ensure_partitions(conn, plans)
             await _copy(conn, "telemetry", _TELEMETRY_COLS, (r for p in plans for r in p.telemetry))
-            await self._hour_marks(conn, plans)
+            await self._hour_marks(conn, marks)
             await _copy(conn, "tire_readings", _TIRE_COLS, (r for p in plans for r in p.tires))
             await _copy(conn, "events", _EVENT_COLS, (r for p in plans for r in p.events))
             await _copy(
@@ -359,19 +360,12 @@ class BatchWriter:
         )
         self.stats.last_flush_s = time.perf_counter() - started
 
-    async def _hour_marks(self, conn: asyncpg.Connection, plans: list[StorePlan]) -> None:
+    async def _hour_marks(
+        self, conn: asyncpg.Connection, marks: dict[tuple[str, datetime], int]
+    ) -> None:
         """Mark the first seq of each vehicle's hour in ``telemetry_hours`` (sql/009): how
         time ranges find telemetry without a second index on it. Written when a vehicle's
         hour changes, so about once an hour per vehicle; the lowest seq wins (replays)."""
-        marks: dict[tuple[str, datetime], int] = {}
-        for p in plans:
-            for row in p.telemetry:  # (vehicle, seq, ts, …)
-                hour = row[2].replace(minute=0, second=0, microsecond=0)
-                if self._marked_hour.get(row[0]) == hour:
-                    continue
-                key = (row[0], hour)
-                if key not in marks or row[1] < marks[key]:
-                    marks[key] = row[1]
         if not marks:
             return
         await conn.execute(
@@ -396,7 +390,7 @@ class BatchWriter:
         return self._conn
 
     async def _advance_cursors(
-        self, conn: asyncpg.Connection, plans: list[StorePlan]
+        self, conn: asyncpg.Connection, plans: list[StorePlan], fixes: dict[str, tuple[Any, ...]]
     ) -> dict[str, int]:
         """Lock the vehicles' cursors (in id order), move them on, return the old values.
 
@@ -404,14 +398,9 @@ class BatchWriter:
         the live map reads it there, and an older fix (a replay) never overwrites it.
         """
         advanced: dict[str, int] = {}
-        fixes: dict[str, tuple[Any, ...]] = {}
         for p in plans:
             if p.max_seq > advanced.get(p.vehicle_id, 0):
                 advanced[p.vehicle_id] = p.max_seq
-            for row in p.telemetry:  # (vehicle, seq, ts, lat, lon, speed, heading, driver, …)
-                best = fixes.get(row[0])
-                if best is None or row[2] > best[2]:
-                    fixes[row[0]] = row
         if not advanced:
             return {}
         ids = list(advanced)
@@ -558,6 +547,27 @@ class BatchWriter:
             [r[2] for r in rows],
             [r[3] for r in rows],
         )
+
+
+def _scan_telemetry(
+    plans: list[StorePlan], marked_hour: dict[str, datetime]
+) -> tuple[dict[str, tuple[Any, ...]], dict[tuple[str, datetime], int]]:
+    """One pass over the flush's fixes: each vehicle's newest fix (kept on its cursor row)
+    and the lowest seq of each (vehicle, hour) not marked yet (``telemetry_hours``)."""
+    fixes: dict[str, tuple[Any, ...]] = {}
+    marks: dict[tuple[str, datetime], int] = {}
+    for p in plans:
+        for row in p.telemetry:  # (vehicle, seq, ts, lat, lon, speed, heading, driver, …)
+            vehicle, seq, ts = row[0], row[1], row[2]
+            best = fixes.get(vehicle)
+            if best is None or ts > best[2]:
+                fixes[vehicle] = row
+            hour = ts.replace(minute=0, second=0, microsecond=0)
+            if marked_hour.get(vehicle) != hour:
+                key = (vehicle, hour)
+                if key not in marks or seq < marks[key]:
+                    marks[key] = seq
+    return fixes, marks
 
 
 async def _announce_alarms(conn: asyncpg.Connection, plans: list[StorePlan]) -> None:
