@@ -46,12 +46,11 @@ async def vehicles(
         where.append(f"v.id = ANY(${len(args)})")
     rows = await conn.fetch(
         f"""SELECT v.id, v.fleet_id, v.vehicle_class, v.plate, s.ts, s.lat, s.lon, s.speed_kmh,
-                   s.heading_deg, s.driver_id, s.updated_at,
-                   (SELECT max(a.severity_rank) FROM alarms a
-                    WHERE a.vehicle_id = v.id AND a.active) AS worst_rank,
-                   (SELECT count(*) FROM alarms a
-                    WHERE a.vehicle_id = v.id AND a.active) AS open_alarms
+                   s.heading_deg, s.driver_id, s.updated_at, w.worst_rank, w.open_alarms
             FROM vehicles v LEFT JOIN vehicle_status s ON s.vehicle_id = v.id
+            CROSS JOIN LATERAL (SELECT max(a.severity_rank) AS worst_rank,
+                                       count(*) AS open_alarms
+                                FROM alarms a WHERE a.vehicle_id = v.id AND a.active) w
             WHERE {" AND ".join(where)} ORDER BY v.id""",
         *args,
     )
