@@ -272,7 +272,7 @@ class Hub:
                 ):
                     self.forget_alarm(alarm.vehicle_id, alarm.key, alarm.id)
         for step in fired:
-            # A real notifier (dispatcher screen, SMS) comes with the dashboard.
+            # The dashboard hears of each step through NOTIFY (store.alarms.RAISED_CHANNEL).
             log.info(
                 "escalation: alarm %s of %s (%s) level %d to %s%s",
                 step.alarm_id,
