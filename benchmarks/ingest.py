@@ -11,8 +11,13 @@ within one run, not absolute figures across runs.
   (c) `--c-units` units at 1 Hz with an event every 10–30 s each: ack latency and
       event→intervention latency p50/p99, items never acked, server memory per unit.
 
+With ``--model`` the real server grades by a severity model (trained first on synthetic
+alarms, ``ml/``) instead of the rules, and (c) also reports the model's time per
+micro-batch as the server measured it.
+
     python benchmarks/ingest.py                       # full run (≈ 4 minutes)
     python benchmarks/ingest.py --quick               # smoke run (≈ 1 minute)
+    python benchmarks/ingest.py --model               # the same with the model grading
 """
 
 from __future__ import annotations
@@ -70,10 +75,19 @@ def server_stats(port: int) -> dict[str, Any]:
 
 
 class Server:
-    def __init__(self, kind: str, db_url: str, log_dir: Path, workers: int = 1) -> None:
+    def __init__(
+        self,
+        kind: str,
+        db_url: str,
+        log_dir: Path,
+        workers: int = 1,
+        model_dir: Path | None = None,
+    ) -> None:
         self.kind = kind
         self.port = free_port()
         env = {**os.environ, "TELEMATICS_DATABASE_URL": db_url, "TELEMATICS_LOG_LEVEL": "WARNING"}
+        # No model: the rules grade (an empty directory, whatever var/models holds).
+        env["TELEMATICS_MODEL_DIR"] = str(model_dir or log_dir / "no-models")
         if kind == "real":
             cmd = [sys.executable, "-m", "telematics", "serve", "--port", str(self.port),
                    "--workers", str(workers)]  # fmt: skip
@@ -129,6 +143,7 @@ def flood_phase(
     batch: int,
     window: int,
     workers: int = 1,
+    model_dir: Path | None = None,
 ) -> dict[str, Any]:
     """The same flood load against the bare server and the real one; acked readings/s."""
     out: dict[str, Any] = {
@@ -137,7 +152,11 @@ def flood_phase(
     }  # fmt: skip
     extra = ["--flood", "--batch", str(batch), "--window", str(window), "--drops-per-hour", "0"]
     for kind in ("bare", "real"):
-        server = Server(kind, db_url, log_dir, workers if kind == "real" else 1)
+        server = (
+            Server("real", db_url, log_dir, workers, model_dir)
+            if kind == "real"
+            else Server("bare", db_url, log_dir)
+        )
         try:
             cpu0 = server.cpu_seconds()
             sim = simulate(server.url, tokens, units, duration, *extra)
@@ -159,10 +178,16 @@ def flood_phase(
 
 
 def fleet_phase(
-    db_url: str, tokens: Path, log_dir: Path, units: int, duration: float, workers: int = 1
+    db_url: str,
+    tokens: Path,
+    log_dir: Path,
+    units: int,
+    duration: float,
+    workers: int = 1,
+    model_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Many units at 1 Hz with events every 10–30 s: latencies, losses, memory."""
-    server = Server("real", db_url, log_dir, workers)
+    server = Server("real", db_url, log_dir, workers, model_dir)
     try:
         return _fleet_run(server, tokens, units, duration)
     finally:
@@ -216,6 +241,7 @@ def _fleet_run(server: Server, tokens: Path, units: int, duration: float) -> dic
         "server_gc_pause_max_ms_one_worker": stats["gc_pause_max_ms_by_generation"],
         "server_gc_pause_total_ms_one_worker": stats["gc_pause_total_ms_by_generation"],
         "server_gc_collected_one_worker": stats["gc_collected_by_generation"],
+        "server_grading_one_worker": stats["grading"],
         "errors": sim["errors_by_code"],
     }
 
@@ -235,6 +261,18 @@ async def prepare(db_url: str, count: int, tokens: Path) -> None:
     tokens.write_text("".join(f"{i},{t},{classes[i]}\n" for i, t in pairs))
 
 
+def train_model(model_dir: Path, rows: int) -> dict[str, Any]:
+    """Train and activate a severity model on synthetic alarms, as `telematics ml train`."""
+    from ml.model import train
+    from ml.registry import save_model
+    from ml.synth import generate
+
+    alarms = generate(rows, seed=1)
+    model = train(alarms.columns, alarms.label)
+    version = save_model(model_dir, model, {"data": {"source": "synthetic", "rows": rows}})
+    return {"version": version, "rows": rows, "iterations": model.info["iterations"]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short smoke run")
@@ -245,6 +283,9 @@ def main() -> int:
     parser.add_argument("--c-duration", type=float, default=90.0)
     parser.add_argument("--only", choices=("a", "b", "c"), action="append")
     parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument("--model", action="store_true", help="grade by a trained model")
+    parser.add_argument("--model-rows", type=int, default=1_000_000,
+                        help="synthetic alarms to train it on")  # fmt: skip
     args = parser.parse_args()
     if args.quick:
         args.duration, args.c_units, args.c_duration = 8.0, 500, 20.0
@@ -272,17 +313,23 @@ def run_phases(args: argparse.Namespace, db_url: str, work: Path) -> int:
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
     }
+    model_dir = None
+    if args.model:
+        model_dir = work / "models"
+        results["model"] = train_model(model_dir, args.model_rows)
     if "a" in only:
         results["a_single_reading_frames"] = flood_phase(
-            db_url, tokens, work, args.units, args.duration, 1, args.window, args.workers
-        )
+            db_url, tokens, work, args.units, args.duration, 1, args.window, args.workers,
+            model_dir,
+        )  # fmt: skip
     if "b" in only:
         results["b_batches_of_50"] = flood_phase(
-            db_url, tokens, work, args.units, args.duration, 50, args.window, args.workers
-        )
+            db_url, tokens, work, args.units, args.duration, 50, args.window, args.workers,
+            model_dir,
+        )  # fmt: skip
     if "c" in only:
         results["c_fleet_1hz"] = fleet_phase(
-            db_url, tokens, work, args.c_units, args.c_duration, args.workers
+            db_url, tokens, work, args.c_units, args.c_duration, args.workers, model_dir
         )
     print(json.dumps(results, indent=2))
     return 0

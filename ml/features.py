@@ -308,7 +308,7 @@ def top_factors(
     """Per row, the ``k`` groups that raised the risk most, in words with their odds factor.
 
     ``contributions`` is (rows × :data:`GROUPS`) in log-odds, in ``GROUPS`` order (what
-    ``LoadedModel.contributions`` returns); groups that lowered the risk are left out.
+    ``SeverityModel.contributions`` returns); groups that lowered the risk are left out.
     """
     names = list(GROUPS)
     out: list[list[str]] = []

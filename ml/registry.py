@@ -140,13 +140,35 @@ def read_metadata(directory: Path, version: str) -> dict[str, Any]:
 
 def load_model(directory: Path, version: str) -> LoadedModel | None:
     """Load one version; ``None`` (with the reason logged) if it is not usable."""
+    loaded = try_load(directory, version)
+    return loaded if isinstance(loaded, LoadedModel) else None
+
+
+def load_active_model(directory: Path) -> LoadedModel | None:
+    """The active model, or ``None`` (logged) when there is none or it is not usable."""
+    loaded = try_load_active(directory)
+    return loaded if isinstance(loaded, LoadedModel) else None
+
+
+def try_load_active(directory: Path) -> LoadedModel | str:
+    """The active model, or why there is none to use (also logged)."""
+    version = active_version(directory)
+    if version is None:
+        why = f"no active severity model in {directory}"
+        log.info("%s; grading by the rules", why)
+        return why
+    return try_load(directory, version)
+
+
+def try_load(directory: Path, version: str) -> LoadedModel | str:
+    """One version, or why it cannot be used (also logged)."""
     where = directory / version
     try:
         meta = read_metadata(directory, version)
     except (OSError, ValueError) as exc:
-        log.warning("model %s: unreadable metadata (%s); grading by the rules", where, exc)
-        return None
-    problem = _check_meta(meta, version)
+        problem: str | None = f"unreadable metadata ({exc})"
+    else:
+        problem = _check_meta(meta, version)
     if problem is None:
         path = where / MODEL_FILE
         try:
@@ -159,18 +181,9 @@ def load_model(directory: Path, version: str) -> LoadedModel | None:
             problem = f"cannot load {MODEL_FILE}: {type(exc).__name__}: {exc}"
     if problem is not None:
         log.warning("model %s: %s; grading by the rules", where, problem)
-        return None
+        return f"model {version}: {problem}"
     log.info("severity model %s loaded", version)
     return LoadedModel(version, meta, model)
-
-
-def load_active_model(directory: Path) -> LoadedModel | None:
-    """The active model, or ``None`` (logged) when there is none or it is not usable."""
-    version = active_version(directory)
-    if version is None:
-        log.info("no active severity model in %s; grading by the rules", directory)
-        return None
-    return load_model(directory, version)
 
 
 def _check_meta(meta: dict[str, Any], version: str) -> str | None:

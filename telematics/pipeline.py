@@ -15,7 +15,7 @@ says what that triggers: a cab alert, a dispatcher task, an insurer notice.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +23,9 @@ from typing import Any
 import orjson
 
 from telematics.classify.alarms import AlarmCandidate
+from telematics.classify.context import Graded, GradingInput
 from telematics.classify.risk_policy import RiskPolicy
+from telematics.errors import UsageError
 from telematics.fleet import Vehicle
 from telematics.geo.context import NO_ZONES, ZoneContext
 from telematics.geo.index import ZoneIndex
@@ -44,7 +46,7 @@ from telematics.protocol.messages import (
     Telemetry,
 )
 from telematics.state.tires import CONDITION_KINDS
-from telematics.state.vehicle import VehicleState
+from telematics.state.vehicle import Detected, VehicleState
 
 #: An alarm raised by an item older than this (offline replay) gets no in-cab intervention.
 DEFAULT_STALE_AFTER = timedelta(minutes=2)
@@ -111,6 +113,10 @@ class AlarmRepeat:
     occurrences: int
     severity: str
     reason: str
+    # the grade of this occurrence (stored with the severity when it rises)
+    probability: float | None = None
+    model_version: str | None = None
+    factors: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -146,6 +152,27 @@ def iso_ms(ts: datetime) -> str:
 
 def _json(value: dict[str, Any] | None) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class EndedConditions:
+    """Tire conditions a fix found over (their alarms clear, in item order)."""
+
+    keys: tuple[str, ...]
+    ts: datetime
+
+
+@dataclass(slots=True)
+class Observed:
+    """One frame after step 1 (:meth:`VehicleProcessor.observe`): rows, and the alarms
+    found, waiting for their grades, in item order among the ended tire conditions."""
+
+    plan: StorePlan
+    steps: list[Detected | EndedConditions]
+
+    @property
+    def inputs(self) -> list[GradingInput]:
+        return [s.input for s in self.steps if type(s) is Detected]
 
 
 class ZoneSource:
@@ -211,8 +238,26 @@ class VehicleProcessor:
         acks: list[InterventionAck],
         now: datetime,
     ) -> StorePlan:
+        """Both steps at once, grading with the vehicle state's own grader."""
+        observed = self.observe(items, rejected, acks, now)
+        return self.finish(observed, self.state.grader.grade_many(observed.inputs), now)
+
+    def observe(
+        self,
+        items: list[DataItem],
+        rejected: list[Rejection],
+        acks: list[InterventionAck],
+        now: datetime,
+    ) -> Observed:
+        """Step 1: state, geofences and rows; the alarms found wait for grading.
+
+        Grading is left to the caller so that a server can grade the alarms of many
+        vehicles in one call (a model predicts a batch about as fast as one row); call
+        :meth:`finish` with the grades before observing this vehicle's next frame.
+        """
         vid = self.vehicle.id
         plan = StorePlan(vid)
+        steps: list[Detected | EndedConditions] = []
         state = self.state
         tracker = self.tracker
         index = self.zones.index
@@ -243,10 +288,9 @@ class VehicleProcessor:
                 zones = tracker.update(item.ts, item.lon, item.lat)
                 if zones is not NO_ZONES and (zones.entered or zones.exited or zones.dwelling):
                     self._transitions(item, zones, plan)
-                for candidate in state.observe_telemetry(item, zones):
-                    self._alarm(candidate, plan, now)
+                steps += state.detect_telemetry(item, zones)
                 if item.tires and state.ended_conditions:
-                    self._ended(state.ended_conditions, item.ts, plan)
+                    steps.append(EndedConditions(tuple(state.ended_conditions), item.ts))
             else:
                 assert isinstance(item, DeviceEvent)
                 plan.events.append(
@@ -265,7 +309,7 @@ class VehicleProcessor:
                         _json(item.extra),
                     )
                 )
-                self._alarm(state.observe_event(item), plan, now)
+                steps.append(state.detect_event(item))
         for r in rejected:
             plan.rejected.append((vid, r.seq, now, r.code, r.message, r.raw))
         for ack in acks:
@@ -273,6 +317,21 @@ class VehicleProcessor:
         seqs = [i.seq for i in items] + [r.seq for r in rejected if r.seq is not None]
         plan.min_seq = min(seqs, default=0)
         plan.max_seq = max(seqs, default=0)
+        return Observed(plan, steps)
+
+    def finish(self, observed: Observed, graded: Sequence[Graded], now: datetime) -> StorePlan:
+        """Step 2: the graded alarms open, repeat or rise, in item order; what that
+        triggers joins the plan. ``graded`` is one grade per ``observed.inputs``."""
+        plan = observed.plan
+        grades = iter(graded)
+        for step in observed.steps:
+            if type(step) is EndedConditions:
+                self._ended(step.keys, step.ts, plan)
+            else:
+                assert isinstance(step, Detected)
+                self._alarm(step.graded(next(grades)), plan, now)
+        if next(grades, None) is not None:
+            raise UsageError("more grades than alarms to grade")
         return plan
 
     def _transitions(self, t: Telemetry, zones: ZoneContext, plan: StorePlan) -> None:
@@ -284,7 +343,7 @@ class VehicleProcessor:
         for ref in zones.dwelling:
             rows.append((vid, ref.id, "dwell", t.ts, t.seq, t.lat, t.lon))
 
-    def _ended(self, keys: list[str], ts: datetime, plan: StorePlan) -> None:
+    def _ended(self, keys: Iterable[str], ts: datetime, plan: StorePlan) -> None:
         """Tire conditions back to normal: their alarms clear (``condition_ended``)."""
         for key in keys:
             alarm = self.alarms.get(key)
@@ -341,6 +400,9 @@ class VehicleProcessor:
                     c.speed_kmh,
                     self.policy.version,
                     late,
+                    c.probability,
+                    c.model_version,
+                    list(c.factors) if c.factors else None,
                 )
             )
             plan.severities.append(alarm.severity)
@@ -353,6 +415,9 @@ class VehicleProcessor:
                 (prior_repeat.occurrences if prior_repeat else 0) + 1,
                 alarm.severity,
                 alarm.reason,
+                c.probability,
+                c.model_version,
+                c.factors,
             )
         if t.audit:
             plan.lifecycle.add_transition(t)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -48,6 +50,9 @@ class RunningServer:
         await self.runner.cleanup()
 
 
+NO_MODELS = Path(tempfile.gettempdir()) / "telematics-tests-no-models"
+
+
 class Clock:
     """Real time plus an offset a test moves forward (``start_server(clock=...)``)."""
 
@@ -64,6 +69,9 @@ class Clock:
 async def start_server(
     db_url: str, port: int = 0, clock: Clock | None = None, **overrides: Any
 ) -> RunningServer:
+    # No trained model unless a test brings one: a developer's var/models must not change
+    # what the tests see.
+    overrides.setdefault("model_dir", NO_MODELS)
     settings = Settings(host="127.0.0.1", port=port, **overrides)
     app = build_app(settings, db_url) if clock is None else build_app(settings, db_url, clock)
     runner = web.AppRunner(app, shutdown_timeout=5)

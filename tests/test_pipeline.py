@@ -20,6 +20,7 @@ from telematics.protocol.messages import (
     Telemetry,
     TireReading,
 )
+from telematics.store.writer import ALARM_COLUMNS
 
 POLICY = load_policy()
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)  # 16:00 in Suzhou: daytime
@@ -166,7 +167,8 @@ def test_lapsed_alarm_is_cleared_and_a_new_one_opens() -> None:
 def test_stale_item_gives_late_alarm_and_no_intervention() -> None:
     old = NOW - timedelta(minutes=3)
     plan = processor().process([ev(1, "collision", None, ts=old)], [], [], NOW)
-    assert plan.alarms[0][4] == "severe" and plan.alarms[0][-1] is True  # late
+    row = dict(zip(ALARM_COLUMNS, plan.alarms[0], strict=True))
+    assert row["severity"] == "severe" and row["late"] is True
     assert plan.interventions == []
     # the dispatcher and the insurer still hear of it
     assert len(plan.lifecycle.tasks) == 1 and len(plan.lifecycle.insurer) == 1

@@ -31,3 +31,8 @@ class AlarmCandidate:
     lat: float
     lon: float
     speed_kmh: float
+    # Set when a trained model graded it (ml/): P(collision soon), which model, and the
+    # factors that raised the probability most, in words.
+    probability: float | None = None
+    model_version: str | None = None
+    factors: tuple[str, ...] = ()

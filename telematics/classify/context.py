@@ -79,6 +79,10 @@ class Graded:
     severity: str
     reason: str
     score: float
+    # Only from a model grader: see AlarmCandidate.
+    probability: float | None = None
+    model_version: str | None = None
+    factors: tuple[str, ...] = ()
 
 
 class Grader(Protocol):

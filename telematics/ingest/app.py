@@ -55,6 +55,7 @@ def build_app(
         hub = Hub(settings, pool, policy, database_url, escalation, clock)
         async with pool.acquire() as conn:
             await hub.load_zones(conn)
+        await hub.grading.load()  # the active severity model, else the rules (and why)
         app[HUB] = hub
         live = LiveFeed(pool, database_url, clock)
         app[LIVE] = live
@@ -69,6 +70,7 @@ def build_app(
             asyncio.create_task(hub.run_alarm_timer(), name="alarm-timer"),
             asyncio.create_task(hub.run_alarm_listener(), name="alarm-listener"),
             asyncio.create_task(hub.run_zones_poller(), name="zones-poller"),
+            asyncio.create_task(hub.grading.run_poller(), name="model-poller"),
             # Did it work? Freeze each intervention's 10/30-minute recurrence once its
             # window closes (idempotent, so several workers may run it).
             asyncio.create_task(run_evaluator(pool, stopping, max_gap=gaps), name="outcomes"),

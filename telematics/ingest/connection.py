@@ -108,9 +108,15 @@ class DeviceConnection:
             self.outstanding.pop(ack.id, None)
         self.hub.stats.count_inbound(inbound)
         if inbound.items or inbound.rejected or inbound.intervention_acks:
-            plan = self.processor.process(
+            processor = self.processor
+            observed = processor.observe(
                 inbound.items, inbound.rejected, inbound.intervention_acks, now
             )
+            inputs = observed.inputs
+            # Alarms are graded with those of other connections (one model call per loop
+            # turn); this unit's next frame is read only after its alarms are finished.
+            graded = await self.hub.grading.grade(inputs) if inputs else []
+            plan = processor.finish(observed, graded, now)
             if plan.interventions:
                 self.intervene(plan)
             await self.hub.writer.submit(plan, self.committed)

@@ -21,6 +21,7 @@ import asyncpg
 import orjson
 
 from telematics.classify.risk_policy import RiskPolicy
+from telematics.classify.serving import GradingService
 from telematics.config import Settings
 from telematics.errors import TelematicsError
 from telematics.fleet import Vehicle
@@ -109,6 +110,7 @@ class Hub:
         self.zones = ZoneSource()
         self.connections: dict[str, DeviceConnection] = {}
         self.processors: OrderedDict[str, VehicleProcessor] = OrderedDict()
+        self.grading = GradingService(policy, settings.model_dir)
         self.stats = IngestStats()
         self.started = time.monotonic()
         self.loop_monitor = LoopMonitor()
@@ -347,4 +349,5 @@ class Hub:
             "writer_flushes": self.writer.stats.flushes,
             "writer_retries": self.writer.stats.retries,
             **self.loop_monitor.snapshot(),
+            "grading": self.grading.snapshot(),
         }

@@ -105,6 +105,10 @@ class AlarmState:
     acked_at: datetime | None = None
     acked_by: str | None = None
     state_changed_at: datetime | None = None  # last change of either axis (or of severity)
+    # How the stored severity was graded, when a trained model graded it (ml/).
+    probability: float | None = None  # of a collision within the model's horizon
+    model_version: str | None = None
+    factors: tuple[str, ...] = ()  # what raised the probability most, in words
 
     @property
     def status(self) -> str:
@@ -121,7 +125,9 @@ class AlarmState:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AlarmState:
-        return cls(**from_plain_dict(cls, data, _TIME_FIELDS))
+        values = from_plain_dict(cls, data, _TIME_FIELDS)
+        values["factors"] = tuple(values.get("factors") or ())
+        return cls(**values)
 
 
 _TIME_FIELDS = frozenset(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from telematics.classify.alarms import AlarmCandidate
-from telematics.classify.context import Grader, GradingInput, RulesGrader
+from telematics.classify.context import Graded, Grader, GradingInput, RulesGrader
 from telematics.classify.risk_policy import RiskPolicy
 from telematics.classify.rules import event_key
 from telematics.fleet import Vehicle
@@ -41,6 +41,48 @@ class _Detection:
     tire_pos: str | None = None
     base: str | None = None  # the detector's own severity, if it has one
     rise: bool = False  # severity/level rose within an episode: not a new occurrence
+
+
+@dataclass(frozen=True, slots=True)
+class Detected:
+    """An alarm found by the state, with the snapshot to grade it by.
+
+    Detection and grading are two steps so that a server can grade the detections of
+    many vehicles in one batch (one model call), then finish each vehicle's frame.
+    """
+
+    input: GradingInput
+    vehicle_id: str
+    kind: str
+    key: str
+    seq: int
+    ts: datetime
+    derived: bool
+    level: int | None
+    tire_pos: str | None
+    lat: float
+    lon: float
+    speed_kmh: float
+
+    def graded(self, g: Graded) -> AlarmCandidate:
+        return AlarmCandidate(
+            vehicle_id=self.vehicle_id,
+            kind=self.kind,
+            key=self.key,
+            severity=g.severity,
+            reason=g.reason,
+            seq=self.seq,
+            ts=self.ts,
+            derived=self.derived,
+            level=self.level,
+            tire_pos=self.tire_pos,
+            lat=self.lat,
+            lon=self.lon,
+            speed_kmh=self.speed_kmh,
+            probability=g.probability,
+            model_version=g.model_version,
+            factors=g.factors,
+        )
 
 
 class VehicleState:
@@ -193,37 +235,49 @@ class VehicleState:
 
     def observe_event(self, e: DeviceEvent, zones: ZoneContext | None = None) -> AlarmCandidate:
         """Grade one device event; ``zones`` defaults to those of the latest fix."""
+        return self.grade([self.detect_event(e, zones)])[0]
+
+    def detect_event(self, e: DeviceEvent, zones: ZoneContext | None = None) -> Detected:
+        """Record one device event; the alarm it raises, not yet graded."""
         if self._counts.record(e.kind, e.ts.timestamp()):
             self._driver_alarms += 1
         base = None
         if e.kind == "tire_fast_leak" and e.speed_kmh >= self._fast_leak_severe_kmh:
             base = "severe"  # a tire deflating fast at speed is a blow-out: as when we detect it
-        x = self.grading_input(e.kind, e.level, e.ts, e.speed_kmh, zones=zones, base=base)
-        graded = self.grader.grade_many([x])[0]
         key, pos = event_key(e)
-        return AlarmCandidate(
-            vehicle_id=self.vehicle.id,
-            kind=e.kind,
-            key=key,
-            severity=graded.severity,
-            reason=graded.reason,
-            seq=e.seq,
-            ts=e.ts,
-            derived=False,
-            level=e.level,
-            tire_pos=pos,
-            lat=e.lat,
-            lon=e.lon,
-            speed_kmh=e.speed_kmh,
+        return Detected(
+            self.grading_input(e.kind, e.level, e.ts, e.speed_kmh, zones=zones, base=base),
+            self.vehicle.id,
+            e.kind,
+            key,
+            e.seq,
+            e.ts,
+            False,
+            e.level,
+            pos,
+            e.lat,
+            e.lon,
+            e.speed_kmh,
         )
+
+    def grade(self, found: Sequence[Detected]) -> list[AlarmCandidate]:
+        """Grade detections with this state's own grader (one ``grade_many`` call)."""
+        if not found:
+            return []
+        graded = self.grader.grade_many([d.input for d in found])
+        return [d.graded(g) for d, g in zip(found, graded, strict=True)]
 
     def observe_telemetry(
         self, t: Telemetry, zones: ZoneContext = NO_ZONES
     ) -> list[AlarmCandidate]:
         """Update the state with one fix; the derived alarms it raised, graded."""
+        return self.grade(self.detect_telemetry(t, zones))
+
+    def detect_telemetry(self, t: Telemetry, zones: ZoneContext = NO_ZONES) -> list[Detected]:
+        """Update the state with one fix; the derived alarms it raised, not yet graded."""
         found: list[_Detection] = self._tire_detections(t) if t.tires else []
         if self._last is not None and t.ts <= self._last.ts:
-            return self._graded(found, t, zones)  # out of order: tires only
+            return self._detected(found, t, zones)  # out of order: tires only
         self._last = t
         self._zones = zones
         if t.driver_id != self._driver:  # a new driver's history starts from nothing
@@ -252,7 +306,7 @@ class VehicleState:
                 if zone.kind == "hazmat_restricted":
                     detail = f"entered hazmat-restricted zone {zone.name}"
                     found.append(_Detection(HAZMAT_ZONE, f"{HAZMAT_ZONE}:{zone.id}", None, detail))
-        return self._graded(found, t, zones)
+        return self._detected(found, t, zones)
 
     # ---- internals ----
 
@@ -282,43 +336,38 @@ class VehicleState:
             detail = f"{hours:.1f} h driving without a {rest_min:.0f}-min break"
         return _Detection(DRIVING_TIME, DRIVING_TIME, None, detail)
 
-    def _graded(
+    def _detected(
         self, found: list[_Detection], t: Telemetry, zones: ZoneContext
-    ) -> list[AlarmCandidate]:
+    ) -> list[Detected]:
         if not found:
             return []
         ts = t.ts.timestamp()
         for d in found:
             if not d.rise and self._counts.record(d.kind, ts):
                 self._driver_alarms += 1
-        inputs = [
-            self.grading_input(
+        return [
+            Detected(
+                self.grading_input(
+                    d.kind,
+                    d.level,
+                    t.ts,
+                    t.speed_kmh,
+                    base=d.base,
+                    detail=d.detail,
+                    derived=True,
+                    zones=zones,
+                ),
+                self.vehicle.id,
                 d.kind,
-                d.level,
+                d.key,
+                t.seq,
                 t.ts,
+                True,
+                d.level,
+                d.tire_pos,
+                t.lat,
+                t.lon,
                 t.speed_kmh,
-                base=d.base,
-                detail=d.detail,
-                derived=True,
-                zones=zones,
             )
             for d in found
-        ]
-        return [
-            AlarmCandidate(
-                vehicle_id=self.vehicle.id,
-                kind=d.kind,
-                key=d.key,
-                severity=g.severity,
-                reason=g.reason,
-                seq=t.seq,
-                ts=t.ts,
-                derived=True,
-                level=d.level,
-                tire_pos=d.tire_pos,
-                lat=t.lat,
-                lon=t.lon,
-                speed_kmh=t.speed_kmh,
-            )
-            for d, g in zip(found, self.grader.grade_many(inputs), strict=True)
         ]

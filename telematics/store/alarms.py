@@ -52,7 +52,7 @@ RAISED_CHANNEL = "telematics_alarms_raised"
 _ALARM_COLS = """a.id, a.vehicle_id, a.key, a.kind, a.severity, a.first_ts AS opened_at,
     a.last_ts AS last_seen_at, a.reason, a.derived, a.tire_pos, a.occurrences, a.active,
     a.acknowledged, a.assignee, a.cleared_at, a.cleared_by, a.clear_reason, a.acked_at,
-    a.acked_by, a.state_changed_at"""
+    a.acked_by, a.state_changed_at, a.probability, a.model_version, a.factors"""
 _TASK_COLS = """t.id, t.alarm_id, t.vehicle_id, t.severity, t.created_at, t.due_at,
     t.chain_started_at, t.escalation_level, t.next_escalation_at, t.status,
     t.acknowledged_at, t.acknowledged_by, t.closed_at, t.policy_version"""
@@ -75,7 +75,9 @@ def _now(now: datetime | None) -> datetime:
 
 
 def _alarm(row: asyncpg.Record) -> AlarmState:
-    return AlarmState(**dict(row))
+    values = dict(row)
+    values["factors"] = tuple(values["factors"] or ())
+    return AlarmState(**values)
 
 
 def _task(row: asyncpg.Record) -> DispatchTask:

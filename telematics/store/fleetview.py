@@ -125,7 +125,7 @@ async def vehicle_detail(
     )
     alarms = await conn.fetch(
         """SELECT id, kind, severity, reason, first_ts, last_ts, occurrences, active, acknowledged,
-                  tire_pos, late
+                  tire_pos, late, probability, model_version, factors
            FROM alarms WHERE vehicle_id = $1 AND (active OR last_ts > $2)
            ORDER BY last_ts DESC LIMIT 50""",
         vehicle_id,

@@ -62,7 +62,8 @@ _EVENT_COLS = (
     "extra",
 )
 _REJECTED_COLS = ("vehicle_id", "seq", "received_at", "code", "reason", "raw")
-_ALARM_COLS = (
+#: The columns of `StorePlan.alarms` rows, in order (pipeline.VehicleProcessor._alarm).
+ALARM_COLUMNS = (
     "id",
     "vehicle_id",
     "kind",
@@ -82,6 +83,9 @@ _ALARM_COLS = (
     "speed_kmh",
     "rules_version",
     "late",
+    "probability",
+    "model_version",
+    "factors",
 )
 _ZONE_TRANSITION_COLS = ("vehicle_id", "zone_id", "transition", "ts", "seq", "lat", "lon")
 
@@ -339,7 +343,7 @@ class BatchWriter:
             await _copy(
                 conn, "rejected_items", _REJECTED_COLS, (r for p in plans for r in p.rejected)
             )
-            await _copy(conn, "alarms", _ALARM_COLS, (r for p in plans for r in p.alarms))
+            await _copy(conn, "alarms", ALARM_COLUMNS, (r for p in plans for r in p.alarms))
             await self._repeat_alarms(conn, plans)
             await _announce_alarms(conn, plans)
             await self._lifecycle(conn, plans)
@@ -495,6 +499,8 @@ class BatchWriter:
             prior.last_ts = max(prior.last_ts, r.last_ts)
             if SEVERITY_RANK[r.severity] > SEVERITY_RANK[prior.severity]:
                 prior.severity, prior.reason = r.severity, r.reason
+                prior.probability, prior.model_version = r.probability, r.model_version
+                prior.factors = r.factors
         repeats = list(merged.values())
         if not repeats:
             return
@@ -505,10 +511,18 @@ class BatchWriter:
                       severity = CASE WHEN u.sev_rank > a.severity_rank
                                       THEN u.severity ELSE a.severity END,
                       reason = CASE WHEN u.sev_rank > a.severity_rank
-                                    THEN u.reason ELSE a.reason END
+                                    THEN u.reason ELSE a.reason END,
+                      probability = CASE WHEN u.sev_rank > a.severity_rank
+                                         THEN u.probability ELSE a.probability END,
+                      model_version = CASE WHEN u.sev_rank > a.severity_rank
+                                           THEN u.model_version ELSE a.model_version END,
+                      factors = CASE WHEN u.sev_rank > a.severity_rank
+                                     THEN string_to_array(nullif(u.factors, ''), E'\\x1f')
+                                     ELSE a.factors END
                FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::int[], $5::text[],
-                           $6::text[], $7::int[])
-                    AS u(id, last_seq, last_ts, n, severity, reason, sev_rank)
+                           $6::text[], $7::int[], $8::real[], $9::text[], $10::text[])
+                    AS u(id, last_seq, last_ts, n, severity, reason, sev_rank, probability,
+                         model_version, factors)
                WHERE a.id = u.id""",
             [r.alarm_id for r in repeats],
             [r.last_seq for r in repeats],
@@ -517,6 +531,10 @@ class BatchWriter:
             [r.severity for r in repeats],
             [r.reason for r in repeats],
             [SEVERITY_RANK[r.severity] for r in repeats],
+            [r.probability for r in repeats],
+            [r.model_version for r in repeats],
+            # unnest cannot take a ragged text[][]: one string per alarm, split in SQL
+            ["\x1f".join(r.factors) for r in repeats],
         )
 
     async def _device_statuses(self, conn: asyncpg.Connection, plans: list[StorePlan]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -14,6 +15,7 @@ from playwright.async_api import Browser, Page, expect
 from telematics.store.operators import add_operator
 from telematics.store.sessions import set_password
 from tests.helpers import RunningServer, Unit, add_vehicle, event, start_server, telemetry
+from tests.models import register, small_model
 
 PASSWORD = "dispatch-centre-1"
 
@@ -187,3 +189,34 @@ async def test_the_page_sees_vehicles_served_by_another_worker(
         await unit.close()
     finally:
         await other.stop()
+
+
+async def test_a_model_graded_alarm_shows_its_probability_and_factors(
+    db_url: str, db: asyncpg.Connection, page: Page, tmp_path: Path
+) -> None:
+    directory = tmp_path / "models"
+    version = register(directory, small_model())
+    server = await start_server(db_url, model_dir=directory)
+    try:
+        token = await add_vehicle(server.db_url, "A-9", "hazmat", fleet="FA")
+        await add_user(db, "safety", "safety_manager", None)
+        await sign_in(page, server, "safety")
+        await page.click("a[data-tab=alarms]")
+        unit = await Unit.connect(server.ws_url, token)
+        await unit.send(event(1, "collision", None, speed_kmh=80.0))
+        await unit.committed_intervention()
+        row = page.locator("tr[data-testid=alarm-row].severe")
+        grade = row.get_by_test_id("model-grade")
+        await expect(grade).to_contain_text("P(collision, 30 min)", timeout=10_000)
+        assert await grade.get_attribute("title") == f"severity model {version}"
+        stored = await db.fetchrow("SELECT probability, factors FROM alarms")
+        assert f"{100 * stored['probability']:.1f}"[:3] in (await grade.inner_text())
+        for factor in stored["factors"] or []:
+            await expect(grade).to_contain_text(factor)
+        await row.locator("button[data-act=detail]").click()
+        await expect(page.locator("#alarm-detail")).to_contain_text(f"graded by model {version}")
+        await page.goto(f"{server.http_url}/dashboard#vehicle/A-9")
+        await expect(page.locator("#vehicle-alarms").get_by_test_id("model-grade")).to_have_count(1)
+        await unit.close()
+    finally:
+        await server.stop()

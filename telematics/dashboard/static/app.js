@@ -280,11 +280,19 @@ function renderAlarms() {
 
 const rowCache = new Map();
 
+// How a trained model graded the alarm (nothing for one the rules graded).
+function modelGrade(a) {
+  if (!a.model_version) return "";
+  const pct = (100 * a.probability).toFixed(a.probability < 0.01 ? 2 : 1);
+  const why = (a.factors || []).map(esc).join("; ");
+  return `<div class="grade" data-testid="model-grade" title="severity model ${esc(a.model_version)}">P(collision, 30 min) ${pct} %${why ? " · " + why : ""}</div>`;
+}
+
 function alarmCells(a) {
   const v = state.vehicles.get(a.vehicle_id);
   const cab = (a.interventions || []).map((i) => `<span class="badge ${i.status}" title="${esc(i.action)}">${esc(i.status)}</span>`).join("");
   return `<td>${sev(a.severity)}</td><td><a href="#vehicle/${encodeURIComponent(a.vehicle_id)}">${esc(v ? v.plate || v.id : a.vehicle_id)}</a></td>
-      <td>${esc(a.kind)}</td><td>${esc(a.reason)}</td><td data-age></td><td>${a.occurrences}</td>
+      <td>${esc(a.kind)}</td><td>${esc(a.reason)}${modelGrade(a)}</td><td data-age></td><td>${a.occurrences}</td>
       <td>${esc(a.status)}${a.assignee ? " · " + esc(a.assignee) : ""}</td><td data-esc></td><td>${cab || "—"}</td>
       <td>
         ${a.acknowledged ? "" : `<button data-act="acknowledge">Ack</button>`}
@@ -331,7 +339,7 @@ function showAudit(detail) {
   const box = $("#alarm-detail");
   box.hidden = false;
   box.innerHTML = `<h3>${sev(detail.alarm.severity)} ${esc(detail.alarm.kind)} · ${esc(detail.alarm.vehicle_id)}</h3>
-    <p>${esc(detail.alarm.reason)}</p>
+    <p>${esc(detail.alarm.reason)}</p>${modelGrade(detail.alarm)}${detail.alarm.model_version ? `<p class="grade">graded by model ${esc(detail.alarm.model_version)}</p>` : ""}
     <table data-testid="audit"><thead><tr><th>When</th><th>Who</th><th>What</th><th>Detail</th></tr></thead><tbody>
     ${detail.audit.map((e) => `<tr><td>${new Date(e.at).toLocaleString()}</td><td>${esc(e.actor)}</td>
       <td data-testid="audit-action">${esc(e.action)}</td><td>${esc(JSON.stringify(e.detail))}</td></tr>`).join("")}
@@ -378,7 +386,7 @@ async function showVehicle(id, refit = true) {
   vehicleMap.invalidateSize();
   if (pts.length && refit) vehicleMap.fitBounds(trackLayer.getBounds(), { maxZoom: 15, padding: [10, 10] });
   $("#vehicle-alarms tbody").innerHTML = d.alarms.map((a) => `<tr><td>${sev(a.severity)}</td><td>${esc(a.kind)}</td>
-    <td>${esc(a.reason)}</td><td>${ago(a.last_ts)} ago</td><td>${a.active ? "active" : "cleared"}${a.late ? " · late" : ""}</td></tr>`).join("") || "<tr><td>none</td></tr>";
+    <td>${esc(a.reason)}${modelGrade(a)}</td><td>${ago(a.last_ts)} ago</td><td>${a.active ? "active" : "cleared"}${a.late ? " · late" : ""}</td></tr>`).join("") || "<tr><td>none</td></tr>";
   $("#vehicle-interventions tbody").innerHTML = d.interventions.map((i) => `<tr><td>${sev(i.severity)}</td><td>${esc(i.action)}</td>
     <td>${esc(i.message)}</td><td><span class="badge ${i.status}">${esc(i.status)}</span></td><td>${ago(i.issued_at)} ago</td></tr>`).join("") || "<tr><td>none</td></tr>";
   $("#vehicle-events tbody").innerHTML = d.events.map((e) => `<tr><td>${esc(e.kind)}</td><td>${e.level == null ? "" : "L" + e.level}</td>

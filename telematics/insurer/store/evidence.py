@@ -66,7 +66,7 @@ async def evidence_rows(
         """SELECT id, kind, key, severity, reason, derived, level, tire_pos, first_seq,
                   first_ts AS opened_at, last_seq, last_ts AS last_seen_at, occurrences,
                   lat, lon, speed_kmh, active, acknowledged, cleared_at, clear_reason,
-                  acked_at, late, rules_version
+                  acked_at, late, rules_version, probability, model_version, factors
            FROM alarms WHERE vehicle_id = $1 AND first_ts < $3 AND last_ts >= $2
            ORDER BY first_ts, id""",
         vehicle_id,

@@ -1,0 +1,58 @@
+"""The trained model behind the risk engine's :class:`Grader` protocol.
+
+Severity comes from the model's probability bands, with the rules' hard floors kept:
+crash, rollover and panic are severe whatever the model says, and a severity a detector
+measured (a tire at 100 °C) is never talked down. The reason text stays the rules' (what
+happened and in what context, for the dispatcher); the model adds its probability, its
+version and the factors that raised the probability most, in words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ml.features import columns_from_inputs, matrix_from_columns, top_factors
+from ml.model import SEVERITIES
+from ml.registry import LoadedModel
+from telematics.classify.alarms import SEVERITY_RANK
+from telematics.classify.context import Graded, GradingInput, RulesGrader
+from telematics.classify.risk_policy import RiskPolicy
+
+#: Factors stored with each model-graded alarm.
+FACTORS = 3
+
+
+class ModelGrader:
+    def __init__(self, loaded: LoadedModel, policy: RiskPolicy, factors: int = FACTORS) -> None:
+        self.loaded = loaded
+        self.compiled = loaded.model.compile()
+        self.rules = RulesGrader(policy)
+        self.always_severe = policy.severity.always_severe
+        self.factors = factors
+
+    @property
+    def version(self) -> str:
+        return self.loaded.version
+
+    def grade_many(self, inputs: Sequence[GradingInput]) -> list[Graded]:
+        """One walk of the trees for the whole batch: probabilities and explanations."""
+        if not inputs:
+            return []
+        model = self.loaded.model
+        cols = columns_from_inputs(inputs)
+        raw, parts = self.compiled.score(matrix_from_columns(cols))
+        proba = 1.0 / (1.0 + np.exp(-(model.platt_a * raw + model.platt_b)))
+        factors = top_factors(model.platt_a * parts, cols, self.factors)
+        codes = model.bands.codes(proba)
+        out: list[Graded] = []
+        for x, p, code, words in zip(inputs, proba.tolist(), codes.tolist(), factors, strict=True):
+            rules = self.rules.grade_one(x)  # the reason text; its severity is not used
+            severity = SEVERITIES[code]
+            if x.kind in self.always_severe:
+                severity = "severe"
+            elif x.base is not None and SEVERITY_RANK[severity] < SEVERITY_RANK[x.base]:
+                severity = x.base
+            out.append(Graded(severity, rules.reason, rules.score, p, self.version, tuple(words)))
+        return out

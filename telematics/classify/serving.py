@@ -1,0 +1,197 @@
+"""The classify stage's shell in a server: which grader is live, and micro-batches.
+
+Without a usable trained model the rules grade, inline (a few microseconds of Python per
+alarm). With one, every frame that found alarms hands them over and waits; once per
+event-loop turn all the alarms handed over in that turn, from every connection, are
+graded in one vectorised model call (``ModelGrader.grade_many``), up to ``max_batch``
+alarms a call (more wait for the next turn). A loop turn is what the loop gathered from
+the sockets at once, so the wait costs no extra time under load.
+
+The poller watches the model registry's ``ACTIVE`` pointer: a newly activated version is
+loaded off the loop and swapped in without a restart; a version that cannot be used (or
+none at all) leaves the rules grading, and ``snapshot()`` (in ``/v1/stats``) says why.
+A model that fails while grading is dropped for the rules too, logged, until the next
+version is activated: a broken model must not cost a single alarm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from telematics.classify.context import Graded, Grader, GradingInput, RulesGrader
+from telematics.classify.risk_policy import RiskPolicy
+
+if TYPE_CHECKING:
+    from ml.registry import LoadedModel
+
+log = logging.getLogger(__name__)
+
+_Waiting = tuple[Sequence[GradingInput], "asyncio.Future[list[Graded]]"]
+
+
+class GradingService:
+    poll_s = 5.0
+    #: Alarms per model call: 32 take about 1 ms here (benchmarks/ml_train.py).
+    max_batch = 32
+
+    def __init__(self, policy: RiskPolicy, model_dir: Path | None) -> None:
+        self.policy = policy
+        self.model_dir = model_dir
+        self.rules = RulesGrader(policy)
+        self.grader: Grader = self.rules
+        self.model_version: str | None = None
+        self.fallback = "no model directory" if model_dir is None else "not loaded yet"
+        self._seen: str | None = None  # the ACTIVE version last tried, usable or not
+        self._looked = False
+        self._waiting: deque[_Waiting] = deque()
+        self._scheduled = False
+        self.batches = 0
+        self.alarms_graded = 0
+        self.model_failures = 0
+        self.batch_ms: deque[float] = deque(maxlen=2000)  # recent model batches
+        self.batch_sizes: deque[int] = deque(maxlen=2000)
+
+    @property
+    def batched(self) -> bool:
+        return self.grader is not self.rules
+
+    # -- grading -------------------------------------------------------------------------
+
+    async def grade(self, inputs: Sequence[GradingInput]) -> list[Graded]:
+        """Grades for ``inputs``, in order: at once by the rules, else in this loop
+        turn's micro-batch."""
+        if not self.batched:
+            return self.rules.grade_many(inputs)
+        future: asyncio.Future[list[Graded]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((inputs, future))
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._grade_waiting)
+        return await future
+
+    def _grade_waiting(self) -> None:
+        """Grade the frames waiting, up to ``max_batch`` alarms (at least one frame); any
+        left over go in the next loop turn, so no single call holds the loop long."""
+        queue = self._waiting
+        waiting: list[_Waiting] = []
+        count = 0
+        while queue and (not waiting or count + len(queue[0][0]) <= self.max_batch):
+            inputs, future = queue.popleft()
+            waiting.append((inputs, future))
+            count += len(inputs)
+        if queue:
+            asyncio.get_running_loop().call_soon(self._grade_waiting)
+        else:
+            self._scheduled = False
+        flat = [x for inputs, _ in waiting for x in inputs]
+        try:
+            graded = self._grade_batch(flat)
+        except Exception as exc:  # the rules failed too (a bug): every waiter hears of it
+            for _, future in waiting:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        at = 0
+        for inputs, future in waiting:
+            if not future.done():  # a connection that closed meanwhile
+                future.set_result(graded[at : at + len(inputs)])
+            at += len(inputs)
+
+    def _grade_batch(self, flat: list[GradingInput]) -> list[Graded]:
+        grader = self.grader
+        started = time.perf_counter()
+        try:
+            graded = grader.grade_many(flat)
+        except Exception:  # any failure of a model: grade by the rules, lose nothing
+            log.exception("severity model %s failed; grading by the rules", grader.version)
+            self.model_failures += 1
+            self._use_rules(f"model {grader.version} failed while grading (see the log)")
+            graded = self.rules.grade_many(flat)
+        else:
+            self.batch_ms.append((time.perf_counter() - started) * 1000)
+            self.batch_sizes.append(len(flat))
+        self.batches += 1
+        self.alarms_graded += len(flat)
+        return graded
+
+    # -- which grader ----------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Use the registry's active model if it is new and usable (loaded off the loop)."""
+        if self.model_dir is None:
+            return
+        from ml.registry import active_version  # the rules alone need no scikit-learn
+
+        version = active_version(self.model_dir)
+        if self._looked and version == self._seen:
+            return
+        self._looked, self._seen = True, version
+        if version is None:
+            self._use_rules(f"no active severity model in {self.model_dir}")
+            return
+        loaded = await asyncio.to_thread(_load, self.model_dir, version)
+        if isinstance(loaded, str):
+            self._use_rules(loaded)
+        else:
+            self.use_model(loaded)
+
+    def use_model(self, loaded: LoadedModel) -> None:
+        from ml.grader import ModelGrader
+
+        self.grader = ModelGrader(loaded, self.policy)
+        self.model_version = loaded.version
+        self.fallback = ""
+        log.info("grading by severity model %s", loaded.version)
+
+    def _use_rules(self, why: str) -> None:
+        if self.grader is not self.rules or why != self.fallback:
+            log.warning("grading by the rules (policy %s): %s", self.policy.version, why)
+        self.grader = self.rules
+        self.model_version = None
+        self.fallback = why
+
+    async def run_poller(self) -> None:
+        """Switch models when ``ACTIVE`` changes (runs forever)."""
+        while True:
+            await asyncio.sleep(self.poll_s)
+            try:
+                await self.load()
+            except Exception:  # the poller must outlive any surprise in a model file
+                log.exception("model poll failed; keeping the current grader")
+
+    def snapshot(self) -> dict[str, Any]:
+        times = sorted(self.batch_ms)
+        sizes = sorted(self.batch_sizes)
+        return {
+            "grader": "model" if self.batched else "rules",
+            "model_version": self.model_version,
+            "rules_version": self.policy.version,
+            "fallback_reason": self.fallback or None,
+            "batches": self.batches,
+            "alarms_graded": self.alarms_graded,
+            "model_failures": self.model_failures,
+            "model_batch_ms": {
+                "p50": _at(times, 0.5),
+                "p99": _at(times, 0.99),
+                "max": _at(times, 1.0),
+            },
+            "model_batch_size": {"p50": _at(sizes, 0.5), "max": _at(sizes, 1.0)},
+        }
+
+
+def _load(model_dir: Path, version: str) -> LoadedModel | str:
+    from ml.registry import try_load
+
+    return try_load(model_dir, version)
+
+
+def _at(ordered: Sequence[float], q: float) -> float:
+    if not ordered:
+        return 0.0
+    return round(float(ordered[min(int(q * len(ordered)), len(ordered) - 1)]), 3)

@@ -1,0 +1,214 @@
+"""The model behind the Grader protocol, micro-batching, hot swap and every fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ml.grader import ModelGrader
+from ml.model import SeverityModel
+from ml.registry import ACTIVE, MODEL_FILE, LoadedModel, activate_version, try_load
+from ml.synth import generate
+from telematics.classify.context import Graded, GradingInput, RulesGrader
+from telematics.classify.risk_policy import load_policy
+from telematics.classify.serving import GradingService
+from telematics.errors import UsageError
+from tests.models import register, small_model
+
+POLICY = load_policy()
+NIGHT = datetime(2026, 11, 26, 18, 0, tzinfo=UTC)  # 02:00 in Suzhou
+
+
+def x(kind: str = "fatigue", level: int | None = 2, **kw: Any) -> GradingInput:
+    base: dict[str, Any] = {
+        "kind": kind,
+        "level": level,
+        "ts": NIGHT,
+        "speed_kmh": 95.0,
+        "speed_limit_kmh": 80.0,
+        "vehicle_class": "hazmat",
+        "load": "full",
+        "night": True,
+        "zone_kinds": frozenset(),
+        "recurrence": 3,
+        "continuous_driving_s": 4 * 3600.0,
+        "driving_today_s": 8 * 3600.0,
+        "recent_alarms": 5,
+        "driver_alarms": 12,
+        "driver_hours": 3.0,
+    }
+    return GradingInput(**(base | kw))
+
+
+@pytest.fixture(scope="module")
+def model() -> SeverityModel:
+    return small_model()
+
+
+@pytest.fixture
+def models(tmp_path: Path, model: SeverityModel) -> tuple[Path, str]:
+    directory = tmp_path / "models"
+    return directory, register(directory, model)
+
+
+def loaded(models: tuple[Path, str]) -> LoadedModel:
+    result = try_load(*models)
+    assert isinstance(result, LoadedModel), result
+    return result
+
+
+# ---- ModelGrader ------------------------------------------------------------------
+
+
+def test_model_grades_by_its_bands_and_explains(models: tuple[Path, str]) -> None:
+    m = loaded(models)
+    inputs = generate(400, seed=5).columns.to_inputs()
+    graded = ModelGrader(m, POLICY).grade_many(inputs)
+    proba = m.predict_proba(inputs)
+    assert [g.probability for g in graded] == pytest.approx(proba.tolist(), rel=1e-6)
+    bands = m.severity_bands(proba)
+    rules = RulesGrader(POLICY)
+    for x_, g, band in zip(inputs, graded, bands, strict=True):
+        assert g.model_version == m.version
+        assert g.reason == rules.grade_one(x_).reason  # the dispatcher's words stay
+        floor = "severe" if x_.kind in POLICY.severity.always_severe else x_.base
+        assert g.severity == band or g.severity == floor
+        assert len(g.factors) <= 3
+    explained = [g for g in graded if g.factors]
+    assert len(explained) > len(graded) // 2
+    assert all("odds" in f for g in explained for f in g.factors)
+
+
+def test_floors_hold_whatever_the_model_says(models: tuple[Path, str]) -> None:
+    grader = ModelGrader(loaded(models), POLICY)
+    calm = {"speed_kmh": 5.0, "night": False, "vehicle_class": "bus", "load": "empty",
+            "recurrence": 1, "recent_alarms": 1, "driver_alarms": 0,
+            "continuous_driving_s": 0.0, "zone_kinds": frozenset({"depot"})}  # fmt: skip
+    crash, panic, tire = grader.grade_many(
+        [
+            x("collision", None, **calm),
+            x("panic_button", None, **calm),
+            x("tire_temp_high", None, base="severe", derived=True, **calm),
+        ]
+    )
+    assert (crash.severity, panic.severity, tire.severity) == ("severe",) * 3
+    assert crash.probability is not None and crash.model_version is not None
+
+
+# ---- GradingService ---------------------------------------------------------------
+
+
+async def test_rules_grade_inline_when_there_is_no_model(tmp_path: Path) -> None:
+    service = GradingService(POLICY, tmp_path / "empty")
+    await service.load()
+    assert not service.batched
+    assert "no active severity model" in service.snapshot()["fallback_reason"]
+    [graded] = await service.grade([x()])
+    assert graded.probability is None and graded.model_version is None
+    assert graded.severity == RulesGrader(POLICY).grade_one(x()).severity
+
+
+async def test_one_model_call_per_loop_turn(models: tuple[Path, str]) -> None:
+    service = GradingService(POLICY, models[0])
+    await service.load()
+    assert service.batched and service.model_version == models[1]
+    calls: list[int] = []
+    real = service.grader.grade_many
+
+    def counting(inputs: Sequence[GradingInput]) -> list[Graded]:
+        calls.append(len(inputs))
+        return real(inputs)
+
+    service.grader.grade_many = counting  # type: ignore[method-assign]
+    frames = [[x(recurrence=2)], [x("phone_call", 1), x("smoking", 1)], [x("collision", None)]]
+    results = await asyncio.gather(*(service.grade(f) for f in frames))
+    assert calls == [4]  # three frames, one call
+    for frame, graded in zip(frames, results, strict=True):
+        assert graded == real(frame)  # each frame gets its own grades, in order
+    stats = service.snapshot()
+    assert stats["grader"] == "model" and stats["batches"] == 1 and stats["alarms_graded"] == 4
+    assert stats["model_batch_ms"]["max"] > 0
+    # A turn with more alarms than max_batch: whole frames per call, the rest next turn.
+    calls.clear()
+    service.max_batch = 3
+    results = await asyncio.gather(*(service.grade(f) for f in [frames[1], frames[1], frames[2]]))
+    assert calls == [2, 3]
+    assert results == [real(frames[1]), real(frames[1]), real(frames[2])]
+
+
+async def test_hot_swap_and_back_to_the_rules(
+    models: tuple[Path, str], model: SeverityModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory, first = models
+    service = GradingService(POLICY, directory)
+    await service.load()
+    assert service.model_version == first
+    second = register(directory, small_model(seed=22), seed=22)
+    await service.load()
+    assert service.model_version == second  # no restart
+    [graded] = await service.grade([x()])
+    assert graded.model_version == second
+    (directory / ACTIVE).unlink()
+    with caplog.at_level(logging.WARNING):
+        await service.load()
+    assert service.snapshot()["grader"] == "rules"  # (not narrowed by the asserts above)
+    assert service.snapshot()["model_version"] is None
+    assert "grading by the rules" in caplog.text
+    activate_version(directory, first)
+    await service.load()
+    assert service.model_version == first
+
+
+async def test_a_damaged_model_leaves_the_rules_grading(models: tuple[Path, str]) -> None:
+    directory, version = models
+    (directory / version / MODEL_FILE).write_bytes(b"not a pickle")
+    service = GradingService(POLICY, directory)
+    await service.load()
+    assert not service.batched
+    assert "SHA-256" in service.snapshot()["fallback_reason"]
+
+
+async def test_a_model_failing_mid_batch_costs_no_alarm(models: tuple[Path, str]) -> None:
+    service = GradingService(POLICY, models[0])
+    await service.load()
+
+    def broken(inputs: Sequence[GradingInput]) -> list[Graded]:
+        raise FloatingPointError("boom")
+
+    service.grader.grade_many = broken  # type: ignore[method-assign]
+    graded = await service.grade([x(), x("collision", None)])
+    assert [g.severity for g in graded] == [
+        RulesGrader(POLICY).grade_one(i).severity for i in (x(), x("collision", None))
+    ]
+    stats = service.snapshot()
+    assert stats["grader"] == "rules" and stats["model_failures"] == 1
+    assert "failed while grading" in stats["fallback_reason"]
+    # the same version is not retried until another one is activated
+    await service.load()
+    assert not service.batched
+
+
+def test_served_grades_are_the_models_own(models: tuple[Path, str]) -> None:
+    """The fast path gives the offline model's probabilities and explanations."""
+    m = loaded(models)
+    inputs = generate(50, seed=9).columns.to_inputs()
+    graded = ModelGrader(m, POLICY).grade_many(inputs)
+    served = np.array([g.probability for g in graded], np.float64)
+    np.testing.assert_allclose(served, m.model.predict_proba(inputs), rtol=1e-9)
+    assert [list(g.factors) for g in graded] == m.model.explain(inputs)
+
+
+async def test_when_even_the_rules_fail_every_waiter_hears_of_it(
+    models: tuple[Path, str],
+) -> None:
+    service = GradingService(POLICY, models[0])
+    await service.load()
+    with pytest.raises(UsageError, match="no severity for kind"):
+        await asyncio.wait_for(service.grade([x("no_such_kind", None)]), timeout=5)

@@ -1,0 +1,21 @@
+"""Small trained severity models in a registry directory, for tests that serve one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ml.model import SeverityModel, TrainParams, train
+from ml.registry import save_model
+from ml.synth import generate
+
+
+def small_model(seed: int = 21, rows: int = 20_000) -> SeverityModel:
+    alarms = generate(rows, seed=seed)
+    return train(alarms.columns, alarms.label, params=TrainParams(max_iter=20))
+
+
+def register(directory: Path, model: SeverityModel, seed: int = 21, activate: bool = True) -> str:
+    """Save ``model`` as a new version (the active one unless told otherwise)."""
+    return save_model(
+        directory, model, {"data": {"source": "synthetic", "seed": seed}}, activate=activate
+    )
