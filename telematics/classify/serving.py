@@ -67,6 +67,7 @@ class GradingService:
         """Grades for ``inputs``, in order: at once by the rules, else in this loop
         turn's micro-batch."""
         if not self.batched:
+            self.alarms_graded += len(inputs)
             return self.rules.grade_many(inputs)
         future: asyncio.Future[list[Graded]] = asyncio.get_running_loop().create_future()
         self._waiting.append((inputs, future))

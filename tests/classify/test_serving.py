@@ -112,6 +112,7 @@ async def test_rules_grade_inline_when_there_is_no_model(tmp_path: Path) -> None
     assert "no active severity model" in service.snapshot()["fallback_reason"]
     [graded] = await service.grade([x()])
     assert graded.probability is None and graded.model_version is None
+    assert service.snapshot()["alarms_graded"] == 1 and service.snapshot()["batches"] == 0
     assert graded.severity == RulesGrader(POLICY).grade_one(x()).severity
 
 
