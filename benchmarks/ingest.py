@@ -161,6 +161,7 @@ def flood_phase(
             cpu0 = server.cpu_seconds()
             sim = simulate(server.url, tokens, units, duration, *extra)
             cpu = server.cpu_seconds() - cpu0
+            grading = server_stats(server.port).get("grading") if kind == "real" else None
         finally:
             server.stop()
         out[kind] = {
@@ -171,6 +172,8 @@ def flood_phase(
             "server_cpu_s": round(cpu, 1),
             "errors": sim["errors_by_code"],
         }
+        if grading is not None:
+            out[kind]["grading_one_worker"] = grading
     out["ratio_real_to_bare"] = round(
         out["real"]["acked_readings_per_s"] / out["bare"]["acked_readings_per_s"], 3
     )

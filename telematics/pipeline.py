@@ -30,6 +30,7 @@ from telematics.fleet import Vehicle
 from telematics.geo.context import NO_ZONES, ZoneContext
 from telematics.geo.index import ZoneIndex
 from telematics.geo.tracker import GeofenceTracker
+from telematics.ids import new_id
 from telematics.intervene.escalation import (
     CabAlert,
     InterventionPolicy,
@@ -199,7 +200,7 @@ class VehicleProcessor:
         escalation: InterventionPolicy | None = None,
         zones: ZoneSource | None = None,
         stale_after: timedelta = DEFAULT_STALE_AFTER,
-        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        new_id: Callable[[], str] = new_id,
     ) -> None:
         self.vehicle = vehicle
         self.policy = policy

@@ -20,7 +20,6 @@ grade's chain, restarted from the rise (and voids an acknowledgement of the less
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -32,6 +31,7 @@ from typing import Any
 from telematics.classify.alarms import SEVERITY_RANK
 from telematics.config import read_json_object
 from telematics.errors import ConfigError, UsageError
+from telematics.ids import new_id
 from telematics.intervene.lifecycle import (
     SYSTEM,
     AlarmState,
@@ -171,10 +171,6 @@ def _packaged() -> InterventionPolicy:
     return parse_policy(data)
 
 
-def _new_id() -> str:
-    return uuid.uuid4().hex
-
-
 # -- dispatcher tasks ------------------------------------------------------------------
 
 
@@ -262,7 +258,7 @@ def new_task(
     if grade.ack_within_s is None:
         return None
     task = DispatchTask(
-        id=task_id or _new_id(),
+        id=task_id or new_id(),
         alarm_id=alarm_id,
         vehicle_id=vehicle_id,
         severity=severity,
@@ -416,7 +412,7 @@ def plan_actions(
     policy: InterventionPolicy | None = None,
     previous_severity: str | None = None,
     late: bool = False,
-    new_id: Callable[[], str] = _new_id,
+    new_id: Callable[[], str] = new_id,
 ) -> list[Action]:
     """What a new alarm (``previous_severity`` None) or a rise in severity triggers.
 
@@ -482,7 +478,7 @@ def actions_for(
     *,
     policy: InterventionPolicy | None = None,
     late: bool = False,
-    new_id: Callable[[], str] = _new_id,
+    new_id: Callable[[], str] = new_id,
 ) -> list[Action]:
     """``plan_actions`` for the result of ``occur`` / ``open_alarm`` (nothing for a repeat)."""
     state = transition.state

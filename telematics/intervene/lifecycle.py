@@ -19,7 +19,6 @@ is idempotent and safe to repeat after a retry.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from typing import Any
 
 from telematics.classify.alarms import SEVERITY_RANK
 from telematics.errors import ConfigError, TelematicsError
+from telematics.ids import new_id
 
 #: The actor of automatic transitions (audit ``actor``).
 SYSTEM = "system"
@@ -243,10 +243,6 @@ def _check_actor(actor: str) -> str:
     return actor
 
 
-def _new_id() -> str:
-    return uuid.uuid4().hex
-
-
 # -- opening and occurrences -------------------------------------------------------------
 
 
@@ -288,7 +284,7 @@ def occur(
     *,
     reason: str | None = None,
     policy: ClearPolicy | None = None,
-    new_id: Callable[[], str] = _new_id,
+    new_id: Callable[[], str] = new_id,
 ) -> Transition:
     """Another occurrence of ``state``'s behaviour at ``ts`` (event time).
 
@@ -476,7 +472,7 @@ class Lifecycle:
         self,
         policy: ClearPolicy | None = None,
         clock: Callable[[], datetime] = utc_now,
-        new_id: Callable[[], str] = _new_id,
+        new_id: Callable[[], str] = new_id,
     ) -> None:
         self.policy = policy or ClearPolicy()
         self.clock = clock

@@ -135,7 +135,7 @@ async def test_one_model_call_per_loop_turn(models: tuple[Path, str]) -> None:
         assert graded == real(frame)  # each frame gets its own grades, in order
     stats = service.snapshot()
     assert stats["grader"] == "model" and stats["batches"] == 1 and stats["alarms_graded"] == 4
-    assert stats["model_batch_ms"]["max"] > 0
+    assert stats["model_batch_ms"]["max"] > 0 and stats["model_batch_cpu_ms"]["max"] > 0
     # A turn with more alarms than max_batch: whole frames per call, the rest next turn.
     calls.clear()
     service.max_batch = 3
