@@ -141,7 +141,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from ml.evaluate import evaluate, write_report
+    from ml.evaluate import evaluate, serving_times, write_report
     from ml.registry import active_version, load_model, read_metadata
     from ml.synth import FleetMix, generate
 
@@ -156,6 +156,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     if args.data is not None:
         cols, label, _ = _load_csv(args.data)
         evaluations = [evaluate(args.data.name, loaded.model, cols, label)]
+        sample = cols.take(slice(0, 2000)).to_inputs()
     else:
         seed = args.seed if args.seed is not None else int(meta["data"].get("seed", 1)) + 1000
         held = generate(args.rows, seed)
@@ -170,8 +171,9 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
                 shifted.true_p,
             ),
         ]
+        sample = held.columns.take(slice(0, 2000)).to_inputs()
     out = args.out or settings.data_dir / "reports" / version
-    path = write_report(out, version, meta, evaluations)
+    path = write_report(out, version, meta, evaluations, serving_times(loaded.model, sample))
     (out / "metrics.json").write_text(
         json.dumps([e.summary() for e in evaluations], indent=2) + "\n"
     )

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from ml.features import Columns, matrix_from_columns
 from ml.model import SEVERITIES, Budget, SeverityModel, choose_bands, severity_rank
-from telematics.classify.context import RulesGrader, load_policy
+from telematics.classify.context import GradingInput, RulesGrader, load_policy
 
 F64 = NDArray[np.float64]
 
@@ -157,8 +157,39 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
+def serving_times(
+    model: SeverityModel,
+    inputs: Sequence[GradingInput],
+    sizes: Sequence[int] = (1, 8),
+    repeats: int = 500,
+) -> dict[int, tuple[float, float]]:
+    """Milliseconds p50 / p99 to grade one micro-batch of each size as the server does
+    (``ModelGrader.grade_many``: features, compiled trees, bands, explanations)."""
+    import time
+
+    from ml.grader import ModelGrader
+    from ml.registry import LoadedModel
+
+    grader = ModelGrader(LoadedModel("report", {}, model), load_policy())
+    out: dict[int, tuple[float, float]] = {}
+    for size in sizes:
+        times = []
+        for r in range(repeats):
+            lo = (r * size) % max(len(inputs) - size, 1)
+            batch = inputs[lo : lo + size]
+            started = time.perf_counter()
+            grader.grade_many(batch)
+            times.append((time.perf_counter() - started) * 1000)
+        out[size] = (float(np.percentile(times, 50)), float(np.percentile(times, 99)))
+    return out
+
+
 def write_report(
-    out: Path, version: str, meta: dict[str, Any], evaluations: Sequence[Evaluation]
+    out: Path,
+    version: str,
+    meta: dict[str, Any],
+    evaluations: Sequence[Evaluation],
+    serving: dict[int, tuple[float, float]] | None = None,
 ) -> Path:
     """``report.md`` and its PNG plots in ``out``; returns the Markdown file's path."""
     import matplotlib
@@ -190,6 +221,24 @@ def write_report(
             f"{_pct(e.model_share)} | {_pct(e.model_catch)} | {e.ece:.4f} | {e.auc:.3f} | "
             f"{e.average_precision:.3f} |"
         )
+    training = meta.get("training", {})
+    lines += [
+        "",
+        f"Training took {training.get('train_seconds', '?')} s on "
+        f"{training.get('rows', '?')} alarms ({training.get('iterations', '?')} boosting "
+        "iterations).",
+    ]
+    if serving:
+        lines += [
+            "",
+            "Grading one micro-batch as the server does (features, one walk of the compiled "
+            "trees for probability and explanation, bands, floors), this machine: "
+            + "; ".join(
+                f"{size} alarm{'s' if size > 1 else ''}: p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+                for size, (p50, p99) in serving.items()
+            )
+            + ".",
+        ]
     for e in evaluations:
         slug = e.name.replace(" ", "-")
         _plots(out, slug, e)
