@@ -22,6 +22,7 @@ def collector_off() -> Iterator[None]:
     try:
         yield
     finally:
+        gc.unfreeze()
         gc.enable()
 
 
@@ -40,7 +41,7 @@ async def test_scheduled_collector_frees_cycles_on_time(collector_off: None) -> 
         task.cancel()
 
 
-async def test_scheduled_collector_runs_early_when_young_objects_pile_up(
+async def test_a_pile_of_new_objects_is_frozen_and_the_full_pass_frees_its_cycles(
     collector_off: None,
 ) -> None:
     ref = weakref.ref(Node())
@@ -49,9 +50,20 @@ async def test_scheduled_collector_runs_early_when_young_objects_pile_up(
     try:
         for _ in range(40):
             await asyncio.sleep(0.1)
+            if gc.get_freeze_count():
+                break
+        assert gc.get_freeze_count() >= 5_000  # set aside without a pass
+        assert ref() is not None and len(ballast) == 5_000
+    finally:
+        task.cancel()
+    # Too many frozen (here: any), or the hourly pass: everything is looked at again.
+    task = asyncio.create_task(run_collector(young_every_s=3600, frozen_at_most=1))
+    try:
+        for _ in range(40):
+            await asyncio.sleep(0.1)
             if ref() is None:
                 break
-        assert ref() is None and len(ballast) == 5_000
+        assert ref() is None and gc.get_freeze_count() == 0
     finally:
         task.cancel()
 
