@@ -147,6 +147,14 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     try:
         async with aiohttp.ClientSession() as http:
             await wait_healthy(http, base, server)
+            async with http.get(f"{base}/v1/stats") as resp:
+                grading = (await resp.json())["grading"]
+            print(
+                f"grading by severity model {grading['model_version']}"
+                if grading["grader"] == "model"
+                else f"grading by the rules ({grading['fallback_reason']})",
+                flush=True,
+            )
             print(
                 f"server on {base} (log: {settings.data_dir / 'demo-server.log'});"
                 f" {len(units)} vehicles; tokens in {tokens_file}; Ctrl-C stops\n"
