@@ -28,7 +28,7 @@ from telematics.classify.context import Graded, Grader, GradingInput, RulesGrade
 from telematics.classify.risk_policy import RiskPolicy
 
 if TYPE_CHECKING:
-    from ml.registry import LoadedModel
+    from ml.grader import ModelGrader
 
 log = logging.getLogger(__name__)
 
@@ -141,19 +141,14 @@ class GradingService:
         if version is None:
             self._use_rules(f"no active severity model in {self.model_dir}")
             return
-        loaded = await asyncio.to_thread(_load, self.model_dir, version)
-        if isinstance(loaded, str):
-            self._use_rules(loaded)
+        grader = await asyncio.to_thread(_load, self.model_dir, version, self.policy)
+        if isinstance(grader, str):
+            self._use_rules(grader)
         else:
-            self.use_model(loaded)
-
-    def use_model(self, loaded: LoadedModel) -> None:
-        from ml.grader import ModelGrader
-
-        self.grader = ModelGrader(loaded, self.policy)
-        self.model_version = loaded.version
-        self.fallback = ""
-        log.info("grading by severity model %s", loaded.version)
+            self.grader = grader
+            self.model_version = grader.version
+            self.fallback = ""
+            log.info("grading by severity model %s", grader.version)
 
     def _use_rules(self, why: str) -> None:
         if self.grader is not self.rules or why != self.fallback:
@@ -197,10 +192,13 @@ class GradingService:
         }
 
 
-def _load(model_dir: Path, version: str) -> LoadedModel | str:
+def _load(model_dir: Path, version: str, policy: RiskPolicy) -> ModelGrader | str:
+    """Load and compile a version (on a worker thread: both take a while)."""
+    from ml.grader import ModelGrader
     from ml.registry import try_load
 
-    return try_load(model_dir, version)
+    loaded = try_load(model_dir, version)
+    return loaded if isinstance(loaded, str) else ModelGrader(loaded, policy)
 
 
 def _at(ordered: Sequence[float], q: float) -> float:
