@@ -69,6 +69,15 @@ async def test_model_grades_alarms_and_they_carry_its_explanation(
             assert 0.0 <= row["probability"] <= 1.0
             assert row["reason"]  # the dispatcher's words are kept
             assert all("odds" in f for f in row["factors"] or [])
+        # what insurers read in their feed (sql/011 alarm_feed_snapshot)
+        changes = await db.fetch("SELECT alarm FROM alarm_changes WHERE change = 'opened'")
+        assert len(changes) == 2
+        for change in changes:
+            alarm = json.loads(change["alarm"])
+            assert alarm["model_version"] == version and alarm["probability"] is not None
+            assert alarm["factors"] == list(rows[alarm["kind"]]["factors"] or []) or (
+                alarm["factors"] is None and not rows[alarm["kind"]]["factors"]
+            )
         stats = (await _stats_async(server))["grading"]
         assert stats["grader"] == "model" and stats["model_version"] == version
         assert stats["alarms_graded"] >= 2 and stats["batches"] <= stats["alarms_graded"]
