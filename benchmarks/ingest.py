@@ -245,6 +245,8 @@ def _fleet_run(server: Server, tokens: Path, units: int, duration: float) -> dic
         "server_gc_pause_total_ms_one_worker": stats["gc_pause_total_ms_by_generation"],
         "server_gc_collected_one_worker": stats["gc_collected_by_generation"],
         "server_grading_one_worker": stats["grading"],
+        # the load generator's own loop: its lateness is in every latency above
+        "generator_loop_lag_ms": sim.get("loop_lag_ms"),
         "errors": sim["errors_by_code"],
     }
 

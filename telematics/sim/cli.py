@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import orjson
 
 from telematics.errors import ConfigError
+from telematics.ingest.looplag import LoopMonitor
 from telematics.runtime import collecting, tune_gc
 from telematics.sim.config import SimConfig
 from telematics.sim.fleet import read_tokens, run_fleet
@@ -138,12 +139,19 @@ async def _main(config: SimConfig, stats: FleetStats) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     fleet = asyncio.create_task(run_fleet(config, stats, stop))
+    # A late generator loop inflates every latency it measures: report how late it ran.
+    monitor = LoopMonitor()
+    watching = asyncio.create_task(monitor.run())
     last: dict[str, float] = {}
-    while not fleet.done():
-        await asyncio.wait([fleet], timeout=PROGRESS_EVERY_S)
-        if not fleet.done():
-            print(_progress(stats, last), file=sys.stderr, flush=True)
-    fleet.result()
+    try:
+        while not fleet.done():
+            await asyncio.wait([fleet], timeout=PROGRESS_EVERY_S)
+            if not fleet.done():
+                print(_progress(stats, last), file=sys.stderr, flush=True)
+        fleet.result()
+    finally:
+        watching.cancel()
+        stats.loop_lag_ms = monitor.snapshot()["loop_lag_ms"]
 
 
 def run_with_best_loop(coro: Coroutine[Any, Any, T]) -> T:

@@ -134,6 +134,7 @@ class FleetStats:
         self.connect_errors: dict[str, int] = {}  # e.g. http_401, ConnectionRefusedError
         self.ack_latency_s = Reservoir(seed=1)
         self.event_to_intervention_s = Reservoir(seed=2)
+        self.loop_lag_ms: dict[str, float] | None = None  # the generator's own loop (cli)
         self.started_at = time.time()
         self.finished_at: float | None = None
         self.steady_from: float | None = None  # end of the warm-up, when one was asked for
@@ -247,4 +248,5 @@ class FleetStats:
             "frames_sent_per_s": round(self.frames_sent / elapsed, 1),
             "ack_latency": series("ack", self.ack_latency_s),
             "event_to_intervention": series("event", self.event_to_intervention_s),
+            "loop_lag_ms": self.loop_lag_ms,
         }
