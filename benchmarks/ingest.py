@@ -188,26 +188,41 @@ def fleet_phase(
     duration: float,
     workers: int = 1,
     model_dir: Path | None = None,
+    generators: int = 2,
 ) -> dict[str, Any]:
     """Many units at 1 Hz with events every 10–30 s: latencies, losses, memory."""
     server = Server("real", db_url, log_dir, workers, model_dir)
     try:
-        return _fleet_run(server, tokens, units, duration)
+        return _fleet_run(server, tokens, units, duration, generators)
     finally:
         server.stop()
 
 
-def _fleet_run(server: Server, tokens: Path, units: int, duration: float) -> dict[str, Any]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "telematics", "simulate", "--url", server.url,
-         "--tokens", str(tokens), "--vehicles", str(units), "--duration", str(duration),
-         "--rate", "1", "--event-interval", "10,30", "--drops-per-hour", "0",
-         "--connect-rate", "500", "--warmup", "15", "--drain", "10"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+def _fleet_run(
+    server: Server, tokens: Path, units: int, duration: float, generators: int = 2
+) -> dict[str, Any]:
+    """The fleet split over ``generators`` simulator processes (each its share of the
+    units and of the connect rate); their summaries and latency samples merged."""
+    lines = tokens.read_text().splitlines(keepends=True)[:units]
+    procs = []
+    for g in range(generators):
+        part = lines[g::generators]
+        part_file = tokens.with_name(f"{tokens.stem}-{g}.csv")
+        part_file.write_text("".join(part))
+        cmd = [
+            sys.executable, "-m", "telematics", "simulate", "--url", server.url,
+            "--tokens", str(part_file), "--vehicles", str(len(part)),
+            "--duration", str(duration), "--rate", "1", "--event-interval", "10,30",
+            "--drops-per-hour", "0", "--connect-rate", str(500 / generators),
+            "--warmup", "15", "--drain", "10", "--seed", str(g + 1),
+            "--samples", str(part_file.with_suffix(".samples.json")),
+        ]  # fmt: skip
+        procs.append(
+            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        )
     peak_connected, rss_at_peak = 0, server.idle_rss
     started = time.monotonic()
-    while proc.poll() is None and time.monotonic() - started < duration + 300:
+    while any(p.poll() is None for p in procs) and time.monotonic() - started < duration + 300:
         time.sleep(2)
         try:
             connected = server_stats(server.port)["connected"]
@@ -215,8 +230,12 @@ def _fleet_run(server: Server, tokens: Path, units: int, duration: float) -> dic
             continue
         if connected >= peak_connected:
             peak_connected, rss_at_peak = connected, server.rss()
-    stdout, _ = proc.communicate(timeout=600)
-    sim: dict[str, Any] = json.loads(stdout)
+    summaries = [json.loads(p.communicate(timeout=600)[0]) for p in procs]
+    samples = [
+        json.loads(tokens.with_name(f"{tokens.stem}-{g}.samples.json").read_text())
+        for g in range(generators)
+    ]
+    sim = merge_summaries(summaries, samples)
     stats = server_stats(server.port)
     # /v1/stats answers from one worker only; count connected units from the simulator.
     connected = sim["ever_connected"] if server.ps.children() else peak_connected
@@ -224,6 +243,7 @@ def _fleet_run(server: Server, tokens: Path, units: int, duration: float) -> dic
     return {
         "units": units,
         "duration_s": duration,
+        "generator_processes": generators,
         "readings_acked": sim["items_acked"],
         "acked_per_s": sim["items_acked_per_s"],
         "steady_acked_per_s": sim["steady_acked_per_s"],
@@ -248,6 +268,58 @@ def _fleet_run(server: Server, tokens: Path, units: int, duration: float) -> dic
         # the load generator's own loop: its lateness is in every latency above
         "generator_loop_lag_ms": sim.get("loop_lag_ms"),
         "errors": sim["errors_by_code"],
+    }
+
+
+def _percentiles_ms(parts: list[tuple[list[float], int]]) -> dict[str, float | None]:
+    """p50 / p99 over several generators' uniform samples, each weighted by its count."""
+    weighted: list[tuple[float, float]] = []
+    for values, count in parts:
+        if values:
+            weight = count / len(values)
+            weighted += [(v, weight) for v in values]
+    if not weighted:
+        return {"p50_ms": None, "p99_ms": None}
+    weighted.sort()
+    total = sum(w for _, w in weighted)
+    out: dict[str, float | None] = {}
+    for name, q in (("p50_ms", 0.50), ("p99_ms", 0.99)):
+        acc = 0.0
+        for value, weight in weighted:
+            acc += weight
+            if acc >= q * total:
+                out[name] = round(value * 1000, 2)
+                break
+    return out
+
+
+def merge_summaries(
+    summaries: list[dict[str, Any]], samples: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """One summary for several generator processes: counts and rates add up, latency
+    percentiles come from their pooled samples, loop lag is the worst of them."""
+    total = {
+        key: sum(s[key] or 0 for s in summaries)
+        for key in ("items_acked", "items_acked_per_s", "steady_acked_per_s", "events_sent",
+                    "interventions_received", "unacked_items", "ever_connected",
+                    "frames_sent_per_s")
+    }  # fmt: skip
+    errors: dict[str, int] = {}
+    for s in summaries:
+        for code, n in s["errors_by_code"].items():
+            errors[code] = errors.get(code, 0) + n
+    lags = [s["loop_lag_ms"] for s in summaries if s.get("loop_lag_ms")]
+    return {
+        **total,
+        "errors_by_code": errors,
+        "ack_latency": _percentiles_ms([(x["ack_s"], x["ack_count"]) for x in samples]),
+        "event_to_intervention": _percentiles_ms(
+            [(x["event_to_intervention_s"], x["event_to_intervention_count"]) for x in samples]
+        ),
+        "loop_lag_ms": {k: max(lag[k] for lag in lags) for k in ("p50", "p99", "max")}
+        if lags
+        else None,
+        "generators": len(summaries),
     }
 
 
@@ -288,6 +360,8 @@ def main() -> int:
     parser.add_argument("--c-duration", type=float, default=90.0)
     parser.add_argument("--only", choices=("a", "b", "c"), action="append")
     parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument("--generators", type=int, default=2,
+                        help="simulator processes sharing the (c) fleet (default 2)")  # fmt: skip
     parser.add_argument("--model", action="store_true", help="grade by a trained model")
     parser.add_argument("--model-rows", type=int, default=1_000_000,
                         help="synthetic alarms to train it on")  # fmt: skip
@@ -334,8 +408,9 @@ def run_phases(args: argparse.Namespace, db_url: str, work: Path) -> int:
         )  # fmt: skip
     if "c" in only:
         results["c_fleet_1hz"] = fleet_phase(
-            db_url, tokens, work, args.c_units, args.c_duration, args.workers, model_dir
-        )
+            db_url, tokens, work, args.c_units, args.c_duration, args.workers, model_dir,
+            args.generators,
+        )  # fmt: skip
     print(json.dumps(results, indent=2))
     return 0
 

@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
@@ -109,6 +110,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="count latencies and steady rate only after S seconds")  # fmt: skip
     parser.add_argument("--drain", type=float, default=0.0, metavar="S",
                         help="at the end stop generating and wait up to S s for acks")  # fmt: skip
+    parser.add_argument("--samples", metavar="FILE",
+                        help="also write the latency samples (seconds) as JSON, so several "
+                        "generators' runs can be merged")  # fmt: skip
     parser.add_argument("--tire-interval", type=float, default=10.0, metavar="S",
                         help="seconds of telemetry between tire readings (default 10)")  # fmt: skip
 
@@ -214,6 +218,8 @@ def simulate_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C, or one before the handler was installed
         pass
     print(orjson.dumps(stats.snapshot(), option=orjson.OPT_INDENT_2).decode())
+    if args.samples:
+        Path(args.samples).write_bytes(orjson.dumps(stats.latency_samples()))
     if stats.ever_connected == 0:
         print("simulate: no vehicle could connect", file=sys.stderr)
         return 1

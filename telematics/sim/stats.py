@@ -198,6 +198,16 @@ class FleetStats:
         acked = self._acked_at_drain if self.steady_until else self.items_acked
         return round((acked - self._acked_at_steady) / max(end - self.steady_from, 1e-9), 1)
 
+    def latency_samples(self) -> dict[str, Any]:
+        """The uniform samples behind the latency percentiles, with the counts they stand
+        for (to merge several generators' runs)."""
+        return {
+            "ack_s": self.ack_latency_s.samples,
+            "ack_count": self.ack_latency_s.count,
+            "event_to_intervention_s": self.event_to_intervention_s.samples,
+            "event_to_intervention_count": self.event_to_intervention_s.count,
+        }
+
     def snapshot(self) -> dict[str, object]:
         """A JSON-ready summary (the simulator prints it at the end)."""
         elapsed = self.elapsed_s
