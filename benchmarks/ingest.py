@@ -188,7 +188,7 @@ def fleet_phase(
     duration: float,
     workers: int = 1,
     model_dir: Path | None = None,
-    generators: int = 2,
+    generators: int = 1,
 ) -> dict[str, Any]:
     """Many units at 1 Hz with events every 10–30 s: latencies, losses, memory."""
     server = Server("real", db_url, log_dir, workers, model_dir)
@@ -199,7 +199,7 @@ def fleet_phase(
 
 
 def _fleet_run(
-    server: Server, tokens: Path, units: int, duration: float, generators: int = 2
+    server: Server, tokens: Path, units: int, duration: float, generators: int = 1
 ) -> dict[str, Any]:
     """The fleet split over ``generators`` simulator processes (each its share of the
     units and of the connect rate); their summaries and latency samples merged."""
@@ -360,8 +360,8 @@ def main() -> int:
     parser.add_argument("--c-duration", type=float, default=90.0)
     parser.add_argument("--only", choices=("a", "b", "c"), action="append")
     parser.add_argument("--workers", type=int, default=1, help="server processes")
-    parser.add_argument("--generators", type=int, default=2,
-                        help="simulator processes sharing the (c) fleet (default 2)")  # fmt: skip
+    parser.add_argument("--generators", type=int, default=1,
+                        help="simulator processes sharing the (c) fleet (default 1)")  # fmt: skip
     parser.add_argument("--model", action="store_true", help="grade by a trained model")
     parser.add_argument("--model-rows", type=int, default=1_000_000,
                         help="synthetic alarms to train it on")  # fmt: skip
