@@ -11,13 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from ml.features import columns_from_inputs, matrix_from_columns, top_factors
 from ml.model import SEVERITIES
 from ml.registry import LoadedModel
-from telematics.classify.alarms import SEVERITY_RANK
-from telematics.classify.context import Graded, GradingInput, RulesGrader
+from telematics.classify.context import Graded, GradingInput, RulesGrader, floored
 from telematics.classify.risk_policy import RiskPolicy
 
 #: Factors stored with each model-graded alarm.
@@ -42,17 +39,12 @@ class ModelGrader:
             return []
         model = self.loaded.model
         cols = columns_from_inputs(inputs)
-        raw, parts = self.compiled.score(matrix_from_columns(cols))
-        proba = 1.0 / (1.0 + np.exp(-(model.platt_a * raw + model.platt_b)))
-        factors = top_factors(model.platt_a * parts, cols, self.factors)
+        proba, contributions = model.assess(matrix_from_columns(cols), self.compiled)
+        factors = top_factors(contributions, cols, self.factors)
         codes = model.bands.codes(proba)
         out: list[Graded] = []
         for x, p, code, words in zip(inputs, proba.tolist(), codes.tolist(), factors, strict=True):
             rules = self.rules.grade_one(x)  # the reason text; its severity is not used
-            severity = SEVERITIES[code]
-            if x.kind in self.always_severe:
-                severity = "severe"
-            elif x.base is not None and SEVERITY_RANK[severity] < SEVERITY_RANK[x.base]:
-                severity = x.base
+            severity = floored(SEVERITIES[code], x, self.always_severe)
             out.append(Graded(severity, rules.reason, rules.score, p, self.version, tuple(words)))
         return out

@@ -113,8 +113,7 @@ class SeverityModel:
         return out
 
     def proba_matrix(self, x: F64) -> F64:
-        out: F64 = 1.0 / (1.0 + np.exp(-self.logit_matrix(x)))
-        return out
+        return _sigmoid(self.logit_matrix(x))
 
     def predict_proba(self, inputs: Sequence[GradingInput]) -> F64:
         """Probability of a collision within the horizon, one per snapshot, one predict."""
@@ -129,12 +128,17 @@ class SeverityModel:
         """The trees as arrays: fast on small batches, and explanations from the same walk."""
         return CompiledTrees.from_estimator(self.trees)
 
-    def contributions(self, x: F64, compiled: CompiledTrees | None = None) -> F64:
-        """Log-odds each feature group adds to each row over the average training alarm:
-        (rows × GROUPS), by path attribution (see ``ml/compiled.py``)."""
-        _, parts = (compiled or self.compile()).score(x)
-        out: F64 = self.platt_a * parts
-        return out
+    def assess(self, x: F64, compiled: CompiledTrees) -> tuple[F64, F64]:
+        """Probabilities and, per row, the log-odds each feature group adds over the
+        average training alarm (rows × GROUPS, path attribution: ``ml/compiled.py``),
+        from one walk of the compiled trees."""
+        raw, parts = compiled.score(x)
+        contributions: F64 = self.platt_a * parts
+        return _sigmoid(self.platt_a * raw + self.platt_b), contributions
+
+    def contributions(self, x: F64) -> F64:
+        """The second half of :meth:`assess`, compiling the trees first (offline use)."""
+        return self.assess(x, self.compile())[1]
 
     def explain(self, inputs: Sequence[GradingInput], k: int = 3) -> list[list[str]]:
         """The top factors that raised each alarm's risk, in words."""
@@ -142,6 +146,11 @@ class SeverityModel:
             return []
         cols = columns_from_inputs(inputs)
         return top_factors(self.contributions(matrix_from_columns(cols)), cols, k)
+
+
+def _sigmoid(logit: F64) -> F64:
+    out: F64 = 1.0 / (1.0 + np.exp(-logit))
+    return out
 
 
 def _baseline(x: F64) -> F64:

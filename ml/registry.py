@@ -146,18 +146,11 @@ def load_model(directory: Path, version: str) -> LoadedModel | None:
 
 def load_active_model(directory: Path) -> LoadedModel | None:
     """The active model, or ``None`` (logged) when there is none or it is not usable."""
-    loaded = try_load_active(directory)
-    return loaded if isinstance(loaded, LoadedModel) else None
-
-
-def try_load_active(directory: Path) -> LoadedModel | str:
-    """The active model, or why there is none to use (also logged)."""
     version = active_version(directory)
     if version is None:
-        why = f"no active severity model in {directory}"
-        log.info("%s; grading by the rules", why)
-        return why
-    return try_load(directory, version)
+        log.info("no active severity model in %s; grading by the rules", directory)
+        return None
+    return load_model(directory, version)
 
 
 def try_load(directory: Path, version: str) -> LoadedModel | str:

@@ -33,6 +33,7 @@ __all__ = [
     "GradingInput",
     "RiskPolicy",
     "RulesGrader",
+    "floored",
     "grade",
     "load_policy",
 ]
@@ -94,6 +95,17 @@ class Grader(Protocol):
     def grade_many(self, inputs: Sequence[GradingInput]) -> list[Graded]: ...
 
 
+def floored(severity: str, x: GradingInput, always_severe: frozenset[str]) -> str:
+    """The floors every grader keeps: crash, rollover and panic are severe whatever the
+    context; a detector's measured severity (a tire at 100 °C) may be raised by context,
+    but a crawl or a depot must not talk a measured condition down."""
+    if x.kind in always_severe:
+        return "severe"
+    if x.base is not None and SEVERITY_RANK[severity] < SEVERITY_RANK[x.base]:
+        return x.base
+    return severity
+
+
 class RulesGrader:
     """The default grader: the policy's points model."""
 
@@ -121,18 +133,13 @@ class RulesGrader:
             raise UsageError(f"base severity {base!r} is not a severity")
         factors = self._factors(x)
         score = sp.base_points[base] + sum(points for points, _ in factors)
-        if x.kind in sp.always_severe:
-            severity = "severe"
-        elif score >= sp.severe_at:
+        if score >= sp.severe_at:
             severity = "severe"
         elif score >= sp.moderate_at:
             severity = "moderate"
         else:
             severity = "general"
-        # A detector's measured severity (a tire at 100 °C) is a floor: context may raise
-        # it, but a crawl or a depot must not talk a measured condition down.
-        if x.base is not None and SEVERITY_RANK[severity] < SEVERITY_RANK[x.base]:
-            severity = x.base
+        severity = floored(severity, x, sp.always_severe)
         return Graded(severity, self._reason(x, factors), score)
 
     def _factors(self, x: GradingInput) -> list[tuple[float, str]]:

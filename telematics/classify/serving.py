@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from telematics.classify.context import Graded, Grader, GradingInput, RulesGrader
 from telematics.classify.risk_policy import RiskPolicy
+from telematics.spread import spread
 
 if TYPE_CHECKING:
     from ml.grader import ModelGrader
@@ -167,9 +168,6 @@ class GradingService:
                 log.exception("model poll failed; keeping the current grader")
 
     def snapshot(self) -> dict[str, Any]:
-        times = sorted(self.batch_ms)
-        cpu = sorted(self.batch_cpu_ms)
-        sizes = sorted(self.batch_sizes)
         return {
             "grader": "model" if self.batched else "rules",
             "model_version": self.model_version,
@@ -178,17 +176,9 @@ class GradingService:
             "batches": self.batches,
             "alarms_graded": self.alarms_graded,
             "model_failures": self.model_failures,
-            "model_batch_ms": {
-                "p50": _at(times, 0.5),
-                "p99": _at(times, 0.99),
-                "max": _at(times, 1.0),
-            },
-            "model_batch_cpu_ms": {
-                "p50": _at(cpu, 0.5),
-                "p99": _at(cpu, 0.99),
-                "max": _at(cpu, 1.0),
-            },
-            "model_batch_size": {"p50": _at(sizes, 0.5), "max": _at(sizes, 1.0)},
+            "model_batch_ms": spread(self.batch_ms, digits=3),
+            "model_batch_cpu_ms": spread(self.batch_cpu_ms, digits=3),
+            "model_batch_size": spread(self.batch_sizes),
         }
 
 
@@ -199,9 +189,3 @@ def _load(model_dir: Path, version: str, policy: RiskPolicy) -> ModelGrader | st
 
     loaded = try_load(model_dir, version)
     return loaded if isinstance(loaded, str) else ModelGrader(loaded, policy)
-
-
-def _at(ordered: Sequence[float], q: float) -> float:
-    if not ordered:
-        return 0.0
-    return round(float(ordered[min(int(q * len(ordered)), len(ordered) - 1)]), 3)

@@ -13,6 +13,8 @@ import time
 from collections import deque
 from typing import Any
 
+from telematics.spread import spread
+
 
 class LoopMonitor:
     def __init__(self, period_s: float = 0.01, keep: int = 6000) -> None:
@@ -47,21 +49,10 @@ class LoopMonitor:
             self.gc_collected[generation] += info["collected"]
 
     def snapshot(self) -> dict[str, Any]:
-        lags = sorted(self.lags_ms)
         return {
-            "loop_lag_ms": {
-                "p50": _at(lags, 0.50),
-                "p99": _at(lags, 0.99),
-                "max": round(lags[-1], 2) if lags else 0.0,
-            },
+            "loop_lag_ms": spread(self.lags_ms),
             "gc_pauses_by_generation": self.gc_pauses,
             "gc_pause_max_ms_by_generation": [round(m, 2) for m in self.gc_max_ms],
             "gc_pause_total_ms_by_generation": [round(m, 2) for m in self.gc_total_ms],
             "gc_collected_by_generation": self.gc_collected,
         }
-
-
-def _at(ordered: list[float], q: float) -> float:
-    if not ordered:
-        return 0.0
-    return round(ordered[min(int(q * len(ordered)), len(ordered) - 1)], 2)

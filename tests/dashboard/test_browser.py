@@ -15,7 +15,7 @@ from playwright.async_api import Browser, Page, expect
 from telematics.store.operators import add_operator
 from telematics.store.sessions import set_password
 from tests.helpers import RunningServer, Unit, add_vehicle, event, start_server, telemetry
-from tests.models import register, small_model
+from tests.models import server_grading_by, small_model
 
 PASSWORD = "dispatch-centre-1"
 
@@ -194,10 +194,10 @@ async def test_the_page_sees_vehicles_served_by_another_worker(
 async def test_a_model_graded_alarm_shows_its_probability_and_factors(
     db_url: str, db: asyncpg.Connection, page: Page, tmp_path: Path
 ) -> None:
-    directory = tmp_path / "models"
-    version = register(directory, small_model())
-    server = await start_server(db_url, model_dir=directory)
-    try:
+    async with server_grading_by(db_url, tmp_path / "models", small_model()) as (
+        server,
+        version,
+    ):
         token = await add_vehicle(server.db_url, "A-9", "hazmat", fleet="FA")
         await add_user(db, "safety", "safety_manager", None)
         await sign_in(page, server, "safety")
@@ -218,5 +218,3 @@ async def test_a_model_graded_alarm_shows_its_probability_and_factors(
         await page.goto(f"{server.http_url}/dashboard#vehicle/A-9")
         await expect(page.locator("#vehicle-alarms").get_by_test_id("model-grade")).to_have_count(1)
         await unit.close()
-    finally:
-        await server.stop()

@@ -14,8 +14,8 @@ import pytest
 
 from ml.model import SeverityModel
 from ml.registry import ACTIVE
-from tests.helpers import RunningServer, Unit, add_vehicle, event, start_server
-from tests.models import register, small_model
+from tests.helpers import RunningServer, Unit, add_vehicle, event
+from tests.models import register, server_grading_by, small_model
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +43,7 @@ async def _until(condition: Any, timeout: float = 10.0) -> None:
 async def test_model_grades_alarms_and_they_carry_its_explanation(
     db_url: str, db: asyncpg.Connection, tmp_path: Path, model: SeverityModel
 ) -> None:
-    directory = tmp_path / "models"
-    version = register(directory, model)
-    server = await start_server(db_url, model_dir=directory)
-    try:
+    async with server_grading_by(db_url, tmp_path / "models", model) as (server, version):
         token = await add_vehicle(db_url, "SU-M1", "hazmat")
         unit = await Unit.connect(server.ws_url, token)
         await unit.send(event(1, "fatigue", 2, speed_kmh=96.0))
@@ -82,18 +79,14 @@ async def test_model_grades_alarms_and_they_carry_its_explanation(
         assert stats["grader"] == "model" and stats["model_version"] == version
         assert stats["alarms_graded"] >= 2 and stats["batches"] <= stats["alarms_graded"]
         await unit.close()
-    finally:
-        await server.stop()
 
 
 async def test_versions_switch_without_a_restart_and_the_rules_take_over(
     db_url: str, db: asyncpg.Connection, tmp_path: Path, model: SeverityModel
 ) -> None:
     directory = tmp_path / "models"
-    first = register(directory, model)
-    server = await start_server(db_url, model_dir=directory)
-    server.hub.grading.poll_s = 0.05
-    try:
+    async with server_grading_by(db_url, directory, model) as (server, first):
+        server.hub.grading.poll_s = 0.05
         assert server.hub.grading.model_version == first
         token = await add_vehicle(db_url, "SU-M2", "coach")
         unit = await Unit.connect(server.ws_url, token)
@@ -112,5 +105,3 @@ async def test_versions_switch_without_a_restart_and_the_rules_take_over(
         stats = (await _stats_async(server))["grading"]
         assert stats["grader"] == "rules" and "no active severity model" in stats["fallback_reason"]
         await unit.close()
-    finally:
-        await server.stop()
