@@ -11,6 +11,7 @@ import time
 
 from telematics.errors import ConfigError
 from telematics.sim.config import SimConfig, UnitSpec
+from telematics.sim.pacer import Pacer
 from telematics.sim.stats import FleetStats
 from telematics.sim.unit import Unit
 
@@ -57,8 +58,9 @@ async def run_fleet(
     stats.started_at = time.time()
     stats.finished_at = None
     faults = tire_faults(len(config.units), config.tire_fault_fraction, config.seed)
+    pacer = Pacer(1.0 / config.rate_hz)
     units = [
-        Unit(spec, i, config, stats, tire_fault=faults.get(i, False))
+        Unit(spec, i, config, stats, pacer=pacer, tire_fault=faults.get(i, False))
         for i, spec in enumerate(config.units)
     ]
     ramp = 1.0 / config.connect_rate_per_s
@@ -66,6 +68,7 @@ async def run_fleet(
              for i, u in enumerate(units)]  # fmt: skip
     for task in tasks:
         task.add_done_callback(_log_crash)
+    pacing = asyncio.create_task(pacer.run(), name="pacer")
     warmup = asyncio.get_running_loop().call_later(config.warmup_s, stats.start_steady)
     try:
         if config.duration_s is None:
@@ -79,6 +82,7 @@ async def run_fleet(
         warmup.cancel()
         stats.finished_at = time.time()
         await _shutdown(units, tasks)
+        pacing.cancel()
     return stats
 
 

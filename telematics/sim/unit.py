@@ -20,13 +20,14 @@ from collections.abc import Coroutine
 from typing import Any
 
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.protocol import State
-from websockets.speedups import apply_mask
 
 from telematics.sim.config import SimConfig, UnitSpec
+from telematics.sim.link import UnitConnection, write_now
 from telematics.sim.outbox import MAX_BATCH_ITEMS, Frame, Outbox
+from telematics.sim.pacer import Pacer
 from telematics.sim.stats import FleetStats
 from telematics.sim.vehicle import VehicleSim
 
@@ -40,42 +41,6 @@ CONFIRM_PROBABILITY = 0.6  # drivers confirm ~60 % of moderate/severe interventi
 _MAX_EVENT_TIMES = 4096
 _MAX_SEEN_INTERVENTIONS = 1024
 _MAX_PENDING_CONTROL = 256
-_FAST_WRITE_LIMIT = 64 * 1024  # bytes buffered in the transport before writes must drain
-
-
-def _write_now(ws: ClientConnection, payload: bytes) -> bool:
-    """Write a text frame synchronously if the connection is open and not backed up.
-
-    ``await ws.send()`` costs a third of the simulator's per-frame time at 15k frames/s
-    (an async context manager and a drain per frame); the Sans-I/O protocol under it
-    does the framing. False means: use ``ws.send()``, which waits for the write buffer
-    to drain or raises ConnectionClosed.
-    """
-    protocol = ws.protocol
-    transport = ws.transport
-    if protocol.state is not State.OPEN or transport.get_write_buffer_size() > _FAST_WRITE_LIMIT:
-        return False
-    transport.write(_masked_text_frame(payload))
-    return True
-
-
-_mask_bits = random.Random().getrandbits
-
-
-def _masked_text_frame(payload: bytes) -> bytes:
-    """A final, masked client text frame (RFC 6455 §5.2), built here instead of by the
-    websockets protocol object: its mask comes from os.urandom, a system call per frame
-    that cost the load generator ~7 % of its CPU. A load generator's masks only need to
-    vary, so a PRNG does; the protocol object sends nothing but whole messages here."""
-    n = len(payload)
-    if n < 126:
-        header = bytes((0x81, 0x80 | n))
-    elif n < 65536:
-        header = b"\x81\xfe" + n.to_bytes(2, "big")
-    else:
-        header = b"\x81\xff" + n.to_bytes(8, "big")
-    mask = _mask_bits(32).to_bytes(4, "big")
-    return header + mask + apply_mask(payload, mask)
 
 
 class Unit:
@@ -88,6 +53,7 @@ class Unit:
         config: SimConfig,
         stats: FleetStats,
         *,
+        pacer: Pacer | None = None,
         tire_fault: bool | str = False,
     ) -> None:
         self.spec = spec
@@ -107,8 +73,12 @@ class Unit:
         stats.register_outbox(self.outbox.__len__)
         self.rng = random.Random(f"{config.seed}:{spec.vehicle_id}:net")
         self._dt = 1.0 / config.rate_hz
+        self._pacer = pacer if pacer is not None else Pacer(self._dt)
+        self._own_pacer = pacer is None  # a unit run on its own (tests) paces itself
         self._headers = {"Authorization": f"Bearer {spec.token}", **config.extra_headers}
-        self._ws: ClientConnection | None = None
+        self._ws: UnitConnection | None = None
+        self._welcome: asyncio.Future[None] | None = None
+        self._waiting_for: UnitConnection | None = None  # a backed-up link being drained
         self._welcomed = False
         self._connections = 0
         self._paused_until = 0.0
@@ -129,8 +99,10 @@ class Unit:
         self._loop = asyncio.get_running_loop()
         if start_delay > 0:
             await asyncio.sleep(start_delay)
-        ticker = asyncio.create_task(self._ticker())
-        ticker.add_done_callback(self._ticker_done)
+        loop = asyncio.get_running_loop()
+        self._pacer.add(self._tick, loop.time() + self.rng.uniform(0.0, self._dt))
+        if self._own_pacer:
+            self._spawn(self._pacer.run())
         failures = 0
         try:
             while True:
@@ -146,14 +118,10 @@ class Unit:
                     delay = self.rng.uniform(max(lo, cap / 2), cap)
                 await asyncio.sleep(delay)
         finally:
-            ticker.cancel()
+            self.stopping = True  # the pacer drops the unit at its next tick
             for task in list(self._tasks):
                 task.cancel()
             self._cancel_drop()
-
-    def _ticker_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s: generator stopped", self.spec.vehicle_id, exc_info=task.exception())
 
     def abort(self) -> None:
         """Drop the connection at once (used when stopping takes too long)."""
@@ -177,6 +145,7 @@ class Unit:
                 max_queue=64,
                 user_agent_header="telematics-sim/0.1",
                 proxy=None,
+                create_connection=UnitConnection,
             )
         except InvalidStatus as exc:
             stats.connect_failures += 1
@@ -192,21 +161,22 @@ class Unit:
             stats.count_connect_error(type(exc).__name__)
             log.warning("%s: connect failed: %r", self.spec.vehicle_id, exc)
             return False
+        assert isinstance(ws, UnitConnection)
         self._ws = ws
-        welcomed = False
+        welcome = self._welcome = asyncio.get_running_loop().create_future()
+        closed = asyncio.ensure_future(ws.wait_closed())
         try:
-            async with asyncio.timeout(WELCOME_TIMEOUT_S) as deadline:
-                while not self._welcomed:
-                    await self._handle(await ws.recv(decode=False))
-                deadline.reschedule(None)
-                welcomed = True
-                while True:
-                    await self._handle(await ws.recv(decode=False))
-        except ConnectionClosed:
-            pass
-        except TimeoutError:
-            log.debug("%s: no welcome within %.0f s", self.spec.vehicle_id, WELCOME_TIMEOUT_S)
+            ws.attach(self._handle)  # frames are handled as they arrive, see link.py
+            await asyncio.wait(
+                (welcome, closed), timeout=WELCOME_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+            )
+            if welcome.done():
+                await closed
+            elif not closed.done():
+                log.debug("%s: no welcome within %.0f s", self.spec.vehicle_id, WELCOME_TIMEOUT_S)
         finally:
+            closed.cancel()
+            self._welcome = None
             self._ws = None
             self._cancel_drop()
             if self._welcomed:
@@ -216,7 +186,7 @@ class Unit:
                 # close politely (bounded by close_timeout), even while being cancelled
                 with contextlib.suppress(Exception):
                     await asyncio.shield(ws.close())
-        return welcomed
+        return welcome.done()
 
     # -- generating and sending ------------------------------------------------------
 
@@ -235,32 +205,28 @@ class Unit:
         if outbox.dropped != dropped:
             stats.items_dropped += outbox.dropped - dropped
 
-    async def _ticker(self) -> None:
-        """Paced generation; in flood mode only while offline (the pump generates online)."""
-        loop = asyncio.get_running_loop()
-        period = self._dt
-        flood = self.cfg.flood
-        next_t = loop.time() + self.rng.uniform(0.0, period)
-        while True:
-            delay = next_t - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            next_t += period
-            now = loop.time()
-            if now - next_t > 5 * period:  # fell behind (overloaded): skip, don't burst
-                next_t = now + period
-            if self.stopping:
-                return
-            if self.draining or not self.outbox.started or (flood and self._welcomed):
-                continue
-            self._generate(1)
-            if not flood and self._welcomed:
-                await self._pump()
+    def _tick(self) -> bool:
+        """One reading, called by the pacer once a period; False once stopping.
 
-    async def _pump(self) -> None:
-        """Send frames while the window allows (generating them in flood mode)."""
+        In flood mode only while offline (online, the pump generates as acks come).
+        """
+        if self.stopping:
+            return False
+        flood = self.cfg.flood
+        if self.draining or not self.outbox.started or (flood and self._welcomed):
+            return True
+        self._generate(1)
+        if not flood and self._welcomed:
+            self._pump()
+        return True
+
+    def _pump(self) -> None:
+        """Send frames while the window allows (generating them in flood mode).
+
+        Never waits: a backed-up link hands over to :meth:`_pump_when_drained`.
+        """
         ws = self._ws
-        if ws is None or not self._welcomed or self.stopping:
+        if ws is None or not self._welcomed or self.stopping or self._waiting_for is ws:
             return
         loop = self._loop
         assert loop is not None
@@ -270,7 +236,7 @@ class Unit:
         window = cfg.window
         flood = cfg.flood
         backlog = 4 * batch + 4
-        while outbox.inflight < window and self._ws is ws and not self.stopping:
+        while outbox.inflight < window and not self.stopping:
             if self._paused_until:
                 if loop.time() < self._paused_until:
                     return
@@ -282,17 +248,26 @@ class Unit:
                     unsent = outbox.unsent
                 elif unsent == 0 or not outbox.has_unsent_event():
                     return
+            if not ws.writable():
+                if ws.protocol.state is State.OPEN:
+                    self._waiting_for = ws
+                    self._spawn(self._pump_when_drained(ws))
+                return
             frame = outbox.take_frame(
                 MAX_BATCH_ITEMS if unsent > backlog else batch, perf_counter()
             )
             if frame is None:
                 return
             self._sent(frame)
-            if not _write_now(ws, frame.payload):
-                try:
-                    await ws.send(frame.payload, text=True)
-                except ConnectionClosed:
-                    return
+            write_now(ws, frame.payload)
+
+    async def _pump_when_drained(self, ws: UnitConnection) -> None:
+        try:
+            await ws.drain()
+        finally:
+            if self._waiting_for is ws:
+                self._waiting_for = None
+        self._pump()
 
     def _sent(self, frame: Frame) -> None:
         stats = self.stats
@@ -323,7 +298,8 @@ class Unit:
 
     # -- server frames ---------------------------------------------------------------
 
-    async def _handle(self, raw: bytes) -> None:
+    def _handle(self, raw: bytes) -> None:
+        """One message from the server, called from the link's ``data_received``."""
         stats = self.stats
         stats.frames_received += 1
         try:
@@ -346,11 +322,11 @@ class Unit:
                 stats.items_acked += result.acked
                 for latency in result.latencies:
                     stats.ack_latency_s.add(latency)
-                await self._pump()
+                self._pump()
             elif kind == "welcome":
-                await self._on_welcome(msg)
+                self._on_welcome(msg)
             elif kind == "intervention":
-                await self._on_intervention(msg)
+                self._on_intervention(msg)
             elif kind == "error":
                 code = msg.get("code")
                 code = code if isinstance(code, str) and code else "unknown"
@@ -359,13 +335,11 @@ class Unit:
                     self._pause(RATE_LIMIT_PAUSE_S)
             else:
                 stats.unknown_frames += 1
-        except ConnectionClosed:
-            raise
         except Exception:  # a frame we did not expect must never kill the unit
             stats.unknown_frames += 1
             log.warning("%s: cannot handle %r", self.spec.vehicle_id, raw[:200], exc_info=True)
 
-    async def _on_welcome(self, msg: dict[str, Any]) -> None:
+    def _on_welcome(self, msg: dict[str, Any]) -> None:
         last_seq = msg.get("last_seq")
         if type(last_seq) is not int or last_seq < 0:
             last_seq = 0
@@ -380,12 +354,14 @@ class Unit:
             else:
                 stats.reconnects += 1
             self._schedule_drop()
+        if self._welcome is not None and not self._welcome.done():
+            self._welcome.set_result(None)
         pending, self._pending_control = self._pending_control, []
         for payload in pending:
-            await self._send_control(payload)
-        await self._pump()
+            self._send_control(payload)
+        self._pump()
 
-    async def _on_intervention(self, msg: dict[str, Any]) -> None:
+    def _on_intervention(self, msg: dict[str, Any]) -> None:
         ident = msg.get("id")
         if not isinstance(ident, str) or not ident:
             self.stats.unknown_frames += 1
@@ -393,14 +369,14 @@ class Unit:
         stats = self.stats
         if ident in self._seen_interventions:
             stats.interventions_duplicate += 1
-            await self._ack_intervention(ident, "delivered")
+            self._ack_intervention(ident, "delivered")
             return
         now = perf_counter()
         self._seen_interventions[ident] = None
         if len(self._seen_interventions) > _MAX_SEEN_INTERVENTIONS:
             del self._seen_interventions[next(iter(self._seen_interventions))]
         stats.interventions_received += 1
-        await self._ack_intervention(ident, "delivered")
+        self._ack_intervention(ident, "delivered")
         cause = msg.get("cause")
         seq = cause.get("seq") if isinstance(cause, dict) else None
         if type(seq) is int:
@@ -411,26 +387,33 @@ class Unit:
 
     async def _follow_up(self, ident: str, severity: object) -> None:
         await asyncio.sleep(self.rng.uniform(1.0, 3.0))
-        await self._ack_intervention(ident, "played")
+        self._ack_intervention(ident, "played")
         if severity in ("severe", "moderate") and self.rng.random() < CONFIRM_PROBABILITY:
             await asyncio.sleep(self.rng.uniform(2.0, 8.0))
-            await self._ack_intervention(ident, "driver_confirmed")
+            self._ack_intervention(ident, "driver_confirmed")
 
-    async def _ack_intervention(self, ident: str, status: str) -> None:
+    def _ack_intervention(self, ident: str, status: str) -> None:
         payload = orjson.dumps({"type": "intervention_ack", "id": ident, "status": status})
         self.stats.count_intervention_ack(status)
-        await self._send_control(payload)
+        self._send_control(payload)
 
-    async def _send_control(self, payload: bytes) -> None:
+    def _send_control(self, payload: bytes) -> None:
         ws = self._ws
         if ws is not None and self._welcomed:
-            if _write_now(ws, payload):
+            if write_now(ws, payload):
                 return
-            try:
-                await ws.send(payload, text=True)
+            if ws.protocol.state is State.OPEN:  # backed up: wait for the socket
+                self._spawn(self._send_when_drained(ws, payload))
                 return
-            except ConnectionClosed:
-                pass
+        self._keep_control(payload)
+
+    async def _send_when_drained(self, ws: UnitConnection, payload: bytes) -> None:
+        try:
+            await ws.send(payload, text=True)
+        except ConnectionClosed:
+            self._keep_control(payload)
+
+    def _keep_control(self, payload: bytes) -> None:
         if len(self._pending_control) < _MAX_PENDING_CONTROL:
             self._pending_control.append(payload)  # sent after the next welcome
 
@@ -444,7 +427,7 @@ class Unit:
     def _pause(self, seconds: float) -> None:
         assert self._loop is not None
         self._paused_until = self._loop.time() + seconds
-        self._loop.call_later(seconds, lambda: self._spawn(self._pump()))
+        self._loop.call_later(seconds, self._pump)
 
     def _schedule_drop(self) -> None:
         rate = self.cfg.drops_per_hour
@@ -458,7 +441,7 @@ class Unit:
             self._drop_handle.cancel()
             self._drop_handle = None
 
-    def _force_drop(self, ws: ClientConnection | None) -> None:
+    def _force_drop(self, ws: UnitConnection | None) -> None:
         self._drop_handle = None
         if ws is not None and ws is self._ws:
             self.stats.forced_drops += 1
