@@ -260,6 +260,10 @@ def _fleet_run(
         "server_kib_per_unit": round(per_unit / 1024, 1),
         "server_alarms_one_worker": stats["alarms"],
         "server_loop_lag_ms_one_worker": stats["loop_lag_ms"],
+        # the database's part of the ack latency: flush time and submit → commit
+        "server_flush_ms_one_worker": stats["writer_flush_ms"],
+        "server_flush_items_one_worker": stats["writer_flush_items"],
+        "server_commit_wait_ms_one_worker": stats["writer_commit_wait_ms"],
         "server_gc_pauses_one_worker": stats["gc_pauses_by_generation"],
         "server_gc_pause_max_ms_one_worker": stats["gc_pause_max_ms_by_generation"],
         "server_gc_pause_total_ms_one_worker": stats["gc_pause_total_ms_by_generation"],

@@ -32,6 +32,7 @@ from telematics.intervene.escalation import EscalationStep, InterventionPolicy
 from telematics.pipeline import Intervention, StorePlan, VehicleProcessor, ZoneSource
 from telematics.protocol.messages import DeviceEvent
 from telematics.protocol.session import Inbound
+from telematics.spread import spread
 from telematics.store import alarms as alarm_store
 from telematics.store import registry
 from telematics.store import zones as zone_store
@@ -348,6 +349,9 @@ class Hub:
             "writer_backlog": self.writer.backlog,
             "writer_flushes": self.writer.stats.flushes,
             "writer_retries": self.writer.stats.retries,
+            "writer_flush_ms": spread(self.writer.stats.flush_ms),
+            "writer_flush_items": spread(self.writer.stats.flush_items, 0),
+            "writer_commit_wait_ms": spread(self.writer.stats.commit_wait_ms),
             **self.loop_monitor.snapshot(),
             "grading": self.grading.snapshot(),
         }

@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -131,6 +131,10 @@ def _is_data_error(exc: BaseException) -> bool:
 class _Pending:
     plan: StorePlan
     done: Done
+    queued_at: float = field(default_factory=time.monotonic)
+
+
+_RECENT_FLUSHES = 2048
 
 
 @dataclass
@@ -141,6 +145,12 @@ class WriterStats:
     duplicates_dropped: int = 0
     retries: int = 0
     last_flush_s: float = 0.0
+    # Recent flushes (appended by the writer thread): how long each took, how many items
+    # it stored, and how long its oldest plan waited from submit to commit: the part of
+    # a device's ack latency that the database decides.
+    flush_ms: deque[float] = field(default_factory=lambda: deque(maxlen=_RECENT_FLUSHES))
+    flush_items: deque[int] = field(default_factory=lambda: deque(maxlen=_RECENT_FLUSHES))
+    commit_wait_ms: deque[float] = field(default_factory=lambda: deque(maxlen=_RECENT_FLUSHES))
 
 
 class BatchWriter:
@@ -252,6 +262,7 @@ class BatchWriter:
                 last_flush = time.monotonic()
                 if not loop.run_until_complete(self._flush_with_retries(batch)):
                     break  # aborted: these plans were not committed, so they are not acked
+                self.stats.commit_wait_ms.append((time.monotonic() - batch[0].queued_at) * 1e3)
                 main.call_soon_threadsafe(self._completed, batch)
         except Exception:
             log.exception("the batch writer stopped")
@@ -357,12 +368,15 @@ class BatchWriter:
             )
         self._months |= new_months  # only once committed: a rolled-back DDL is gone again
         self._marked_hour.update(self._pending_marks)
+        items = sum(len(p.telemetry) + len(p.events) for p in plans)
         self.stats.flushes += 1
-        self.stats.items += sum(len(p.telemetry) + len(p.events) for p in plans)
+        self.stats.items += items
+        self.stats.flush_items.append(items)
         self.stats.rows += sum(
             len(p.telemetry) + len(p.tires) + len(p.events) + len(p.rejected) for p in plans
         )
         self.stats.last_flush_s = time.perf_counter() - started
+        self.stats.flush_ms.append(self.stats.last_flush_s * 1e3)
 
     async def _hour_marks(
         self, conn: asyncpg.Connection, marks: dict[tuple[str, datetime], int]

@@ -37,3 +37,25 @@ async def test_unstorable_plan_is_isolated_and_kept(db_url: str, db: asyncpg.Con
     assert kept["vehicle_id"] == "B" and kept["seq"] == 1
     assert kept["reason"].startswith("storage refused")
     assert await db.fetchval("SELECT last_seq FROM ingest_cursor WHERE vehicle_id = 'B'") == 1
+
+
+async def test_flush_timings_are_recorded(db_url: str) -> None:
+    """Each flush records its duration, its items and its oldest plan's wait for commit."""
+    await add_vehicle(db_url, "A")
+    writer = BatchWriter(db_url, min_interval_s=0.0)
+    task = asyncio.create_task(writer.run())
+    done = asyncio.Event()
+    await writer.submit(_plan("A", 1), lambda p: None)
+    await asyncio.sleep(0.2)  # committed alone
+    await writer.submit(_plan("A", 2), lambda p: None)
+    await writer.submit(_plan("A", 3), lambda p: done.set())
+    await asyncio.wait_for(done.wait(), 10)
+    await writer.close()
+    await asyncio.wait_for(task, 10)
+    stats = writer.stats
+    assert stats.flushes == len(stats.flush_ms) == len(stats.flush_items)
+    assert sum(stats.flush_items) == 3 and stats.flush_items[0] == 1
+    assert len(stats.commit_wait_ms) == stats.flushes
+    assert all(ms > 0 for ms in stats.flush_ms)
+    # a plan waits at least for its own flush
+    assert all(w >= f for w, f in zip(stats.commit_wait_ms, stats.flush_ms, strict=True))
