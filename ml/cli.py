@@ -1,4 +1,4 @@
-"""``telematics ml``: dataset, train, evaluate, list, activate.
+"""``telematics ml``: dataset, train, evaluate, rebands, list, activate.
 
 Wired into ``telematics.cli`` by :func:`add_ml_parser`; each command is called as
 ``func(args, settings)`` like every other one and raises ``TelematicsError`` on failure.
@@ -63,6 +63,17 @@ def add_ml_parser(subparsers: Any) -> None:
                     help="held-out seed (default: the training seed + 1000)")  # fmt: skip
     ev.add_argument("--out", type=Path, help="report directory (default var/reports/VERSION)")
     ev.set_defaults(func=cmd_evaluate)
+
+    rb = sub.add_parser("rebands", help="bands re-chosen on this deployment's recent alarms")
+    rb.add_argument("--days", type=float, default=7.0,
+                    help="alarms raised in the last N days (default 7)")  # fmt: skip
+    rb.add_argument("--min-alarms", type=int, default=1000,
+                    help="refuse with fewer graded alarms (default 1000)")  # fmt: skip
+    rb.add_argument("--moderate", type=float, default=0.15, help="moderate share (0.15)")
+    rb.add_argument("--severe", type=float, default=0.001, help="severe share (0.001)")
+    rb.add_argument("--model-dir", type=Path, help="default TELEMATICS_MODEL_DIR")
+    rb.add_argument("--no-activate", action="store_true", help="register without activating")
+    rb.set_defaults(func=cmd_rebands)
 
     ls = sub.add_parser("list", help="registered model versions")
     ls.add_argument("--model-dir", type=Path)
@@ -183,6 +194,37 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
               f"{100 * e.model_catch_same_budget:.1f} %; ECE {e.ece:.4f}",
               file=sys.stderr)  # fmt: skip
     print(path)
+    return 0
+
+
+def cmd_rebands(args: argparse.Namespace, settings: Settings) -> int:
+    from ml.model import Budget
+    from ml.rebands import graded_probabilities, reband, same_scores
+    from ml.registry import active_version
+    from telematics.store.database import run_with_db
+
+    directory = _model_dir(args, settings)
+    active = active_version(directory)
+    if active is None:
+        raise ConfigError(f"no active severity model in {directory}")
+    budget = Budget(args.moderate, args.severe)
+    until = datetime.now(UTC)
+    since = until - timedelta(days=args.days)
+    versions = same_scores(directory, active)
+    proba = run_with_db(settings, lambda conn: graded_probabilities(conn, versions, since))
+    data = {"source": "alarms", "from": since.isoformat(), "to": until.isoformat()}
+    done = reband(directory, proba, budget, data, min_alarms=args.min_alarms,
+                  activate=not args.no_activate)  # fmt: skip
+
+    def split(s: tuple[float, float, float]) -> str:
+        return " / ".join(f"{100 * x:.2f}" for x in s)
+
+    print(f"{done.version}: bands from {done.alarms} alarms graded since "
+          f"{since:%Y-%m-%d %H:%M} UTC; moderate ≥ {done.bands.moderate_at:.4f}, "
+          f"severe ≥ {done.bands.severe_at:.4f}; general / moderate / severe % on them: "
+          f"{split(done.before)} with {done.source}'s bands, {split(done.after)} now"
+          + ("" if args.no_activate else " (active)"), file=sys.stderr)  # fmt: skip
+    print(done.version)
     return 0
 
 
