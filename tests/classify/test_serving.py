@@ -136,11 +136,27 @@ async def test_one_model_call_per_loop_turn(models: tuple[Path, str]) -> None:
     stats = service.snapshot()
     assert stats["grader"] == "model" and stats["batches"] == 1 and stats["alarms_graded"] == 4
     assert stats["model_batch_ms"]["max"] > 0 and stats["model_batch_cpu_ms"]["max"] > 0
-    # A turn with more alarms than max_batch: whole frames per call, the rest next turn.
+    # A turn with more alarms than max_batch: whole frames per call, in the same turn
+    # while the turn's time budget lasts, the rest in the next turn.
     calls.clear()
     service.max_batch = 3
-    results = await asyncio.gather(*(service.grade(f) for f in [frames[1], frames[1], frames[2]]))
-    assert calls == [2, 3]
+    turns: list[int] = []
+    grade_waiting = service._grade_waiting
+
+    def one_turn() -> None:
+        turns.append(len(calls))
+        grade_waiting()
+
+    service._grade_waiting = one_turn  # type: ignore[method-assign]
+    burst = [frames[1], frames[1], frames[2]]
+    results = await asyncio.gather(*(service.grade(f) for f in burst))
+    assert calls == [2, 3] and turns == [0]  # both calls in one turn
+    assert results == [real(frames[1]), real(frames[1]), real(frames[2])]
+    calls.clear()
+    turns.clear()
+    service.turn_budget_s = 0.0  # spent after each call: one call per turn
+    results = await asyncio.gather(*(service.grade(f) for f in burst))
+    assert calls == [2, 3] and turns == [0, 1]
     assert results == [real(frames[1]), real(frames[1]), real(frames[2])]
 
 
