@@ -161,7 +161,7 @@ def flood_phase(
             cpu0 = server.cpu_seconds()
             sim = simulate(server.url, tokens, units, duration, *extra)
             cpu = server.cpu_seconds() - cpu0
-            grading = server_stats(server.port).get("grading") if kind == "real" else None
+            stats = server_stats(server.port) if kind == "real" else None
         finally:
             server.stop()
         out[kind] = {
@@ -172,8 +172,11 @@ def flood_phase(
             "server_cpu_s": round(cpu, 1),
             "errors": sim["errors_by_code"],
         }
-        if grading is not None:
-            out[kind]["grading_one_worker"] = grading
+        if stats is not None:
+            out[kind]["grading_one_worker"] = stats["grading"]
+            out[kind]["flush_ms_one_worker"] = stats["writer_flush_ms"]
+            out[kind]["flush_items_one_worker"] = stats["writer_flush_items"]
+            out[kind]["commit_wait_ms_one_worker"] = stats["writer_commit_wait_ms"]
     out["ratio_real_to_bare"] = round(
         out["real"]["acked_readings_per_s"] / out["bare"]["acked_readings_per_s"], 3
     )

@@ -59,3 +59,20 @@ async def test_flush_timings_are_recorded(db_url: str) -> None:
     assert all(ms > 0 for ms in stats.flush_ms)
     # a plan waits at least for its own flush
     assert all(w >= f for w, f in zip(stats.commit_wait_ms, stats.flush_ms, strict=True))
+
+
+async def test_a_big_batch_does_not_wait_for_the_interval(db_url: str) -> None:
+    """Group commit lingers only while the batch is small."""
+    await add_vehicle(db_url, "A")
+    writer = BatchWriter(db_url, min_interval_s=30.0, linger_below=10)
+    task = asyncio.create_task(writer.run())
+    first, big = asyncio.Event(), asyncio.Event()
+    await writer.submit(_plan("A", 1), lambda p: first.set())
+    await asyncio.wait_for(first.wait(), 10)  # the first flush never waits
+    await writer.submit(_plan("A", 2), lambda p: None)
+    await asyncio.sleep(0.3)  # the writer is gathering a batch (30 s at most)
+    for seq in range(3, 7):  # 5 plans of size 2 in all: the linger's threshold
+        await writer.submit(_plan("A", seq), lambda p: big.set() if p.max_seq == 6 else None)
+    await asyncio.wait_for(big.wait(), 10)  # woken at once, not after the interval
+    await writer.close()
+    await asyncio.wait_for(task, 10)
