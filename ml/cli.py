@@ -213,7 +213,7 @@ def cmd_rebands(args: argparse.Namespace, settings: Settings) -> int:
     versions = same_scores(directory, active)
     proba = run_with_db(settings, lambda conn: graded_probabilities(conn, versions, since))
     data = {"source": "alarms", "from": since.isoformat(), "to": until.isoformat()}
-    done = reband(directory, proba, budget, data, min_alarms=args.min_alarms,
+    done = reband(directory, active, proba, budget, data, min_alarms=args.min_alarms,
                   activate=not args.no_activate)  # fmt: skip
 
     def split(s: tuple[float, float, float]) -> str:

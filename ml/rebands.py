@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ml.model import Bands, Budget, choose_bands
-from ml.registry import active_version, list_versions, load_model, read_metadata, save_model
+from ml.registry import list_versions, load_model, read_metadata, save_model
 from telematics.errors import ConfigError
 
 F64 = NDArray[np.float64]
@@ -79,6 +79,7 @@ def shares(bands: Bands, proba: F64) -> tuple[float, float, float]:
 
 def reband(
     directory: Path,
+    source: str,
     proba: F64,
     budget: Budget,
     data: dict[str, Any],
@@ -86,13 +87,11 @@ def reband(
     min_alarms: int,
     activate: bool = True,
 ) -> Rebanded:
-    """Save the active model with bands chosen on ``proba``; the new version."""
-    source = active_version(directory)
-    if source is None:
-        raise ConfigError(f"no active severity model in {directory}")
+    """Save ``source`` with bands chosen on ``proba`` as a new version (the active one
+    unless ``activate`` is false)."""
     loaded = load_model(directory, source)
     if loaded is None:
-        raise ConfigError(f"the active model {source} cannot be loaded (see the log)")
+        raise ConfigError(f"the model {source} cannot be loaded (see the log)")
     if len(proba) < min_alarms:
         raise ConfigError(
             f"only {len(proba)} alarms graded by {source} (or versions scoring like it) "

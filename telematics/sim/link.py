@@ -90,8 +90,13 @@ def write_now(ws: UnitConnection, payload: bytes) -> bool:
     """
     if not ws.writable():
         return False
-    ws.transport.write(masked_text_frame(payload))
+    write_frame(ws, payload)
     return True
+
+
+def write_frame(ws: UnitConnection, payload: bytes) -> None:
+    """Write a text frame whatever the buffer (callers check :meth:`~UnitConnection.writable`)."""
+    ws.transport.write(masked_text_frame(payload))
 
 
 _mask_bits = random.Random().getrandbits

@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.protocol import State
 
 from telematics.sim.config import SimConfig, UnitSpec
-from telematics.sim.link import UnitConnection, write_now
+from telematics.sim.link import UnitConnection, write_frame, write_now
 from telematics.sim.outbox import MAX_BATCH_ITEMS, Frame, Outbox
 from telematics.sim.pacer import Pacer
 from telematics.sim.stats import FleetStats
@@ -53,7 +53,7 @@ class Unit:
         config: SimConfig,
         stats: FleetStats,
         *,
-        pacer: Pacer | None = None,
+        pacer: Pacer,
         tire_fault: bool | str = False,
     ) -> None:
         self.spec = spec
@@ -73,8 +73,7 @@ class Unit:
         stats.register_outbox(self.outbox.__len__)
         self.rng = random.Random(f"{config.seed}:{spec.vehicle_id}:net")
         self._dt = 1.0 / config.rate_hz
-        self._pacer = pacer if pacer is not None else Pacer(self._dt)
-        self._own_pacer = pacer is None  # a unit run on its own (tests) paces itself
+        self._pacer = pacer
         self._headers = {"Authorization": f"Bearer {spec.token}", **config.extra_headers}
         self._ws: UnitConnection | None = None
         self._welcome: asyncio.Future[None] | None = None
@@ -96,13 +95,10 @@ class Unit:
 
     async def run(self, start_delay: float = 0.0) -> None:
         """Connect (after ``start_delay``), generate and send until cancelled."""
-        self._loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         if start_delay > 0:
             await asyncio.sleep(start_delay)
-        loop = asyncio.get_running_loop()
         self._pacer.add(self._tick, loop.time() + self.rng.uniform(0.0, self._dt))
-        if self._own_pacer:
-            self._spawn(self._pacer.run())
         failures = 0
         try:
             while True:
@@ -259,7 +255,7 @@ class Unit:
             if frame is None:
                 return
             self._sent(frame)
-            write_now(ws, frame.payload)
+            write_frame(ws, frame.payload)  # writable: checked above
 
     async def _pump_when_drained(self, ws: UnitConnection) -> None:
         try:

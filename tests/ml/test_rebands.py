@@ -7,6 +7,7 @@ from pathlib import Path
 
 import asyncpg
 import numpy as np
+import pytest
 
 from ml.model import Bands
 from ml.rebands import same_scores, shares
@@ -32,12 +33,19 @@ async def _graded(db: asyncpg.Connection, proba: list[float], version: str, age:
     assert await db.fetchval("SELECT count(*) FROM alarms WHERE id LIKE $1", f"a-{tag}-%") == n
 
 
-async def test_rebands_meets_the_budget_on_recent_alarms_of_the_same_scores(
-    db_url: str, db: asyncpg.Connection, tmp_path: Path
-) -> None:
+@pytest.fixture
+async def registry(db_url: str, tmp_path: Path) -> tuple[Path, str]:
+    """A registry whose active version is a small model, and vehicle V1 to raise alarms."""
     models = tmp_path / "models"
     first = register(models, small_model())
     await add_vehicle(db_url, "V1")
+    return models, first
+
+
+async def test_rebands_meets_the_budget_on_recent_alarms_of_the_same_scores(
+    db_url: str, db: asyncpg.Connection, registry: tuple[Path, str]
+) -> None:
+    models, first = registry
     rng = np.random.default_rng(5)
     recent = rng.uniform(0.0, 0.02, 2000)  # tamer than the training fleet
     await _graded(db, recent.tolist(), first, timedelta(hours=2), "recent")
@@ -74,11 +82,9 @@ async def test_rebands_meets_the_budget_on_recent_alarms_of_the_same_scores(
 
 
 async def test_rebands_refuses_too_few_alarms(
-    db_url: str, db: asyncpg.Connection, tmp_path: Path
+    db_url: str, db: asyncpg.Connection, registry: tuple[Path, str]
 ) -> None:
-    models = tmp_path / "models"
-    first = register(models, small_model())
-    await add_vehicle(db_url, "V1")
+    models, first = registry
     await _graded(db, [0.01] * 50, first, timedelta(hours=1), "few")
     done = run_cli(db_url, "ml", "rebands", "--model-dir", str(models))
     assert done.returncode != 0
