@@ -16,7 +16,7 @@ on the same axle, so a twin imbalance is caught by the same check and named as s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from array import array
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -25,7 +25,6 @@ from telematics.classify.rules import Rules
 from telematics.errors import UsageError
 from telematics.fleet import Vehicle, axle_of
 from telematics.protocol.messages import Telemetry, TireReading
-from telematics.state.series import FloatRows
 
 LOW, HIGH, TEMP = "tire_pressure_low", "tire_pressure_high", "tire_temp_high"
 SLOW_LEAK, FAST_LEAK = "tire_slow_leak", "tire_fast_leak"
@@ -42,6 +41,7 @@ FAST_LEAK_MIN_DROP_KPA = 10.0
 SLOW_LEAK_MIN_POINTS = 5
 _MAX_POINTS = 4096  # hard bound per window even for a unit reporting far faster than 1 Hz
 _RESUM_EVERY = 1024  # recompute running sums now and then so float drift cannot build up
+_COMPACT_AFTER = 256  # dropped points at the front before the arrays are shifted down
 
 
 def _minus(slope: float | None, digits: int) -> str:
@@ -72,22 +72,46 @@ def _imbalance_reason(axle: str, fresh: list[tuple[float, str]], ratio: float) -
 
 
 class _Window:
-    """Points (t seconds, kPa) of the last ``span_s`` with running least-squares sums."""
+    """Points (t seconds, kPa) of the last ``span_s`` with running least-squares sums.
+
+    Two flat arrays and a start index rather than ``FloatRows``: every tire reading adds
+    to two windows, and the generic row API was most of a reading's cost.
+    """
+
+    __slots__ = (
+        "_adds",
+        "_n",
+        "_origin",
+        "_p",
+        "_sp",
+        "_st",
+        "_start",
+        "_stp",
+        "_stt",
+        "_t",
+        "span_s",
+    )
 
     def __init__(self, span_s: float) -> None:
         self.span_s = span_s
-        self.points = FloatRows(2, _MAX_POINTS)  # t, kPa
+        self._t = array("d")
+        self._p = array("d")
+        self._start = 0  # index of the oldest live point
         self._origin = 0.0  # t is kept relative to this so t² stays small
         self._adds = 0
         self._reset_sums()
 
+    def __len__(self) -> int:
+        return len(self._t) - self._start
+
     def _reset_sums(self) -> None:
         self._n = 0
         self._st = self._sp = self._stt = self._stp = 0.0
-        if self.points:
-            self._origin = self.points.first()
-        for t, p in self.points:  # rows of (t, kPa)
-            self._acc(t, p, 1)
+        start = self._start
+        if len(self._t) > start:
+            self._origin = self._t[start]
+        for i in range(start, len(self._t)):
+            self._acc(self._t[i], self._p[i], 1)
 
     def _acc(self, t: float, p: float, sign: int) -> None:
         x = t - self._origin
@@ -98,21 +122,42 @@ class _Window:
         self._stp += sign * x * p
 
     def add(self, t: float, p: float) -> None:
-        if not self.points:
+        ts, ps = self._t, self._p
+        start = self._start
+        if len(ts) == start:
             self._origin = t
-        dropped = self.points.append(t, p)
-        if dropped is not None:
-            self._acc(dropped[0], dropped[1], -1)
-        self._acc(t, p, 1)
-        while self.points.first() < t - self.span_s:
-            old_t, old_p = self.points.pop_first()
-            self._acc(old_t, old_p, -1)
+        elif len(ts) - start >= _MAX_POINTS:
+            self._acc(ts[start], ps[start], -1)
+            start += 1
+        ts.append(t)
+        ps.append(p)
+        # The running sums, inlined: this is the hot loop of every tire reading.
+        origin = self._origin
+        x = t - origin
+        n, st, sp, stt, stp = (
+            self._n + 1,
+            self._st + x,
+            self._sp + p,
+            self._stt + x * x,
+            self._stp + x * p,
+        )
+        cutoff = t - self.span_s
+        while ts[start] < cutoff:
+            x, old = ts[start] - origin, ps[start]
+            n, st, sp, stt, stp = n - 1, st - x, sp - old, stt - x * x, stp - x * old
+            start += 1
+        self._n, self._st, self._sp, self._stt, self._stp = n, st, sp, stt, stp
+        if start >= _COMPACT_AFTER and start * 2 >= len(ts):
+            del ts[:start], ps[:start]
+            start = 0
+        self._start = start
         self._adds += 1
         if self._adds % _RESUM_EVERY == 0:
             self._reset_sums()
 
     def span(self) -> float:
-        return self.points.last() - self.points.first() if self.points else 0.0
+        ts = self._t
+        return ts[-1] - ts[self._start] if len(ts) > self._start else 0.0
 
     def slope_per_min(self) -> float | None:
         """Least-squares slope in kPa/min, None with fewer than two distinct times."""
@@ -251,33 +296,15 @@ class TireMonitor:
 
     def _check(self, tire: _Tire, r: TireReading, tm: Telemetry) -> list[AlarmCandidate]:
         out: list[AlarmCandidate] = []
-
-        # Reasons are built only when a candidate goes out, not on every reading.
-        def apply(kind: str, verdict: _Verdict, reason: Callable[[], str]) -> None:
-            severity, cleared = verdict
-            current = tire.active.get(kind)
-            if severity is None:
-                if cleared and current is not None:
-                    del tire.active[kind]
-                    self.ended.append(f"{kind}:{r.pos}")
-                return
-            if current is None or SEVERITY_RANK[severity] > SEVERITY_RANK[current]:
-                tire.active[kind] = severity
-                out.append(self._candidate(kind, severity, reason(), r.pos, tm))
-
-        pos, temp_c, kpa = r.pos, r.temp_c, r.kpa
+        temp_c, kpa = r.temp_c, r.kpa
         if temp_c is not None:
-            apply(TEMP, self._temp(temp_c), lambda: f"tire {pos} {temp_c:.0f} °C")
+            self._apply(out, tire, TEMP, self._temp(temp_c), r, tm)
         if kpa is None:
             return out
         placard = self.vehicle.placard_kpa
         if placard > 0:  # a vehicle record without a placard cannot judge low/high
-
-            def share() -> str:
-                return f"tire {pos} {kpa:.0f} kPa, {kpa / placard:.0%} of placard {placard:.0f} kPa"
-
-            apply(LOW, self._low(kpa, placard), share)
-            apply(HIGH, self._high(kpa, placard), share)
+            self._apply(out, tire, LOW, self._low(kpa, placard), r, tm)
+            self._apply(out, tire, HIGH, self._high(kpa, placard), r, tm)
 
         # A cooling tire loses gauge pressure; compensating keeps that from looking like a
         # slow leak. The fast window stays on gauge kPa: within a minute the gas effect is
@@ -286,25 +313,51 @@ class TireMonitor:
         tire.last_cold, tire.last_t = cold_kpa(kpa, tire.last_temp), t
         tire.slow.add(t, tire.last_cold)
         tire.fast.add(t, kpa)
-        fast, slow = tire.fast, tire.slow
-        apply(
-            FAST_LEAK,
-            self._fast_leak(fast, tm.speed_kmh),
-            lambda: (
-                f"fast leak on {pos}: {_minus(fast.slope_per_min(), 0)} kPa/min "
-                f"at {tm.speed_kmh:.0f} km/h"
-            ),
-        )
+        self._apply(out, tire, FAST_LEAK, self._fast_leak(tire.fast, tm.speed_kmh), r, tm)
         # While a fast leak is active the same leak is already alarmed, more severely.
-        apply(
-            SLOW_LEAK,
-            _HOLD if FAST_LEAK in tire.active else self._slow_leak(slow),
-            lambda: (
-                f"slow leak on {pos}: {_minus(slow.slope_per_min(), 1)} kPa/min "
-                f"over {slow.span() / 60:.0f} min"
-            ),
-        )
+        if FAST_LEAK not in tire.active:
+            self._apply(out, tire, SLOW_LEAK, self._slow_leak(tire.slow), r, tm)
         return out
+
+    def _apply(
+        self,
+        out: list[AlarmCandidate],
+        tire: _Tire,
+        kind: str,
+        verdict: _Verdict,
+        r: TireReading,
+        tm: Telemetry,
+    ) -> None:
+        """Raise the condition on onset or a rise in severity; clear it once normal."""
+        severity, cleared = verdict
+        current = tire.active.get(kind)
+        if severity is None:
+            if cleared and current is not None:
+                del tire.active[kind]
+                self.ended.append(f"{kind}:{r.pos}")
+            return
+        if current is None or SEVERITY_RANK[severity] > SEVERITY_RANK[current]:
+            tire.active[kind] = severity
+            reason = self._reason(kind, tire, r, tm)
+            out.append(self._candidate(kind, severity, reason, r.pos, tm))
+
+    def _reason(self, kind: str, tire: _Tire, r: TireReading, tm: Telemetry) -> str:
+        """What a dispatcher reads; built only when a candidate goes out."""
+        pos = r.pos
+        if kind == TEMP:
+            return f"tire {pos} {r.temp_c:.0f} °C"
+        if kind == FAST_LEAK:
+            return (
+                f"fast leak on {pos}: {_minus(tire.fast.slope_per_min(), 0)} kPa/min "
+                f"at {tm.speed_kmh:.0f} km/h"
+            )
+        if kind == SLOW_LEAK:
+            return (
+                f"slow leak on {pos}: {_minus(tire.slow.slope_per_min(), 1)} kPa/min "
+                f"over {tire.slow.span() / 60:.0f} min"
+            )
+        kpa, placard = r.kpa or 0.0, self.vehicle.placard_kpa  # LOW, HIGH
+        return f"tire {pos} {kpa:.0f} kPa, {kpa / placard:.0%} of placard {placard:.0f} kPa"
 
     def _low(self, kpa: float, placard: float) -> _Verdict:
         rl = self.rules
@@ -334,7 +387,7 @@ class TireMonitor:
         rl = self.rules
         slope = w.slope_per_min()
         # A short span is noise either way: it neither raises nor clears a slow leak.
-        if slope is None or len(w.points) < SLOW_LEAK_MIN_POINTS:
+        if slope is None or len(w) < SLOW_LEAK_MIN_POINTS:
             return _HOLD
         if w.span() < rl.slow_leak_min_span_s:
             return _HOLD

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+import numpy
 import pytest
 
 from telematics.classify.alarms import AlarmCandidate
@@ -12,6 +13,7 @@ from telematics.classify.rules import Rules
 from telematics.fleet import Vehicle
 from telematics.protocol.messages import Telemetry, TireReading
 from telematics.state.tires import (
+    _MAX_POINTS,
     FAST_LEAK,
     HIGH,
     IMBALANCE,
@@ -19,6 +21,7 @@ from telematics.state.tires import (
     SLOW_LEAK,
     TEMP,
     TireMonitor,
+    _Window,
     cold_kpa,
 )
 
@@ -394,3 +397,18 @@ def test_restored_condition_goes_on_without_a_second_onset() -> None:
     assert a.at(0, [("1L", 850, 20), ("1R", 675, 20)]) == []
     a.at(STEP, [("1L", 850, 20), ("1R", 850, 20)])
     assert a.monitor.ended == [f"{IMBALANCE}:axle1"]
+
+
+def test_window_sums_match_a_direct_fit_through_compaction_and_the_point_cap() -> None:
+    # 20 Hz for 10 minutes into a 5-minute window: thousands of points pass through it,
+    # the arrays are compacted many times, the cap drops points and the sums are redone.
+    window = _Window(300.0)
+    for i in range(12_000):
+        t = 1_700_000_000.0 + i / 20
+        window.add(t, 900.0 - 0.02 * i + (i % 7) * 0.5)
+    t_live = list(window._t[window._start :])
+    p_live = list(window._p[window._start :])
+    assert len(window) == len(t_live) == _MAX_POINTS
+    assert window.span() == t_live[-1] - t_live[0]
+    slope, _ = numpy.polyfit(numpy.array(t_live) - t_live[0], numpy.array(p_live), 1)
+    assert window.slope_per_min() == pytest.approx(slope * 60.0, rel=1e-6)
