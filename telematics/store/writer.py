@@ -135,6 +135,9 @@ def _is_data_error(exc: BaseException) -> bool:
 class _Pending:
     plan: StorePlan
     done: Done
+    # The plan's size at submit: dropping replayed rows or rejecting the plan changes
+    # plan.size later, and the backlog must release exactly what it took.
+    size: int
     queued_at: float = field(default_factory=time.monotonic)
 
 
@@ -213,11 +216,15 @@ class BatchWriter:
             space = self._space_condition()
             async with space:
                 await space.wait_for(lambda: self._pending_size < self.max_pending)
-        self._pending_size += plan.size
+        size = plan.size
+        self._pending_size += size
         with self._cond:
-            self._queue.append(_Pending(plan, done))
-            self._queued_size += plan.size
+            self._queue.append(_Pending(plan, done, size))
+            self._queued_size += size
             if self._waiting or (self._lingering and self._queued_size >= self.linger_below):
+                # Once: until the writer thread gets the GIL back, every submit would
+                # otherwise notify again (4 % of the loop's time under a flood).
+                self._waiting = self._lingering = False
                 self._cond.notify()
 
     async def run(self) -> None:
@@ -306,7 +313,7 @@ class BatchWriter:
 
     def _completed(self, batch: list[_Pending]) -> None:
         """On the main loop: release backlog, wake waiting submitters, ack."""
-        self._pending_size -= sum(p.plan.size for p in batch)
+        self._pending_size -= sum(p.size for p in batch)
         if self._space is not None:
             task = asyncio.ensure_future(self._notify_space())
             self._notifiers.add(task)
@@ -330,7 +337,7 @@ class BatchWriter:
         while self._queue and (not taken or size < self.max_flush):
             pending = self._queue.popleft()
             taken.append(pending)
-            size += pending.plan.size
+            size += pending.size
         self._queued_size -= size
         return taken
 

@@ -76,3 +76,24 @@ async def test_a_big_batch_does_not_wait_for_the_interval(db_url: str) -> None:
     await asyncio.wait_for(big.wait(), 10)  # woken at once, not after the interval
     await writer.close()
     await asyncio.wait_for(task, 10)
+
+
+async def test_backlog_is_released_exactly_after_replays_and_rejections(db_url: str) -> None:
+    """Plans whose rows shrink in the flush (a replay already stored, a plan the database
+    refuses) still release the backlog they took: it drops back to zero."""
+    await add_vehicle(db_url, "A")
+    writer = BatchWriter(db_url, min_interval_s=0.0)
+    task = asyncio.create_task(writer.run())
+    stored = asyncio.Event()
+    await writer.submit(_plan("A", 1), lambda p: None)
+    await writer.submit(_plan("A", 2), lambda p: stored.set())
+    await asyncio.wait_for(stored.wait(), 10)
+    replay = _plan("A", 1)  # committed already: the flush drops its row
+    replay.telemetry.append(_plan("A", 2).telemetry[0])
+    replay.max_seq = 2
+    await writer.submit(replay, lambda p: None)
+    await writer.submit(_plan("A", 3, lat="not a number"), lambda p: None)
+    await writer.close()
+    await asyncio.wait_for(task, 10)
+    assert writer.stats.duplicates_dropped == 2
+    assert writer.backlog == 0
