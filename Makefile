@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench chromium clean
 
 $(VENV)/.base: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(VENV)/.test: $(VENV)/.base
 demo: $(VENV)/.base
 	$(BIN)/telematics demo $(ARGS)
 
-test: $(VENV)/.test lint typecheck
+test: $(VENV)/.test chromium lint typecheck
 	$(BIN)/pytest $(ARGS)
 
 lint: $(VENV)/.test
@@ -28,6 +28,9 @@ lint: $(VENV)/.test
 
 typecheck: $(VENV)/.test
 	$(BIN)/mypy
+
+chromium:  # the dashboard tests need Debian's Chromium; installed when missing
+	.ci/ensure-chromium
 
 bench: $(VENV)/.test
 	$(BIN)/python benchmarks/ingest.py $(ARGS)
