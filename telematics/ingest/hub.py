@@ -58,18 +58,23 @@ class IngestStats:
     interventions_delivered: int = 0
 
     def count_inbound(self, inbound: Inbound) -> None:
+        # Once per frame: plain loops, no generator set up for the usual empty case.
         self.frames += 1
-        self.items += len(inbound.items)
-        self.events += sum(1 for i in inbound.items if type(i) is DeviceEvent)
+        items = inbound.items
+        self.items += len(items)
+        for item in items:
+            if type(item) is DeviceEvent:
+                self.events += 1
         self.rejected += len(inbound.rejected)
         self.duplicates += inbound.duplicates
-        self.interventions_delivered += sum(
-            1 for a in inbound.intervention_acks if a.status == "delivered"
-        )
+        for ack in inbound.intervention_acks:
+            if ack.status == "delivered":
+                self.interventions_delivered += 1
 
     def count_committed(self, plan: StorePlan) -> None:
         self.committed_items += len(plan.telemetry) + len(plan.events)
-        self.alarms.update(plan.severities)
+        if plan.severities:
+            self.alarms.update(plan.severities)
         self.interventions_issued += len(plan.interventions)
 
 

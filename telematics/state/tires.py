@@ -297,12 +297,23 @@ class TireMonitor:
     def _check(self, tire: _Tire, r: TireReading, tm: Telemetry) -> list[AlarmCandidate]:
         out: list[AlarmCandidate] = []
         temp_c, kpa = r.temp_c, r.kpa
-        if temp_c is not None:
+        rl = self.rules
+        # With no condition active on the tire only an onset matters, and nearly every
+        # reading is plainly normal: skip those checks (a third of the time per reading).
+        watching = bool(tire.active)
+        if temp_c is not None and (
+            watching or temp_c >= rl.high_temp_c or temp_c >= rl.severe_temp_c
+        ):
             self._apply(out, tire, TEMP, self._temp(temp_c), r, tm)
         if kpa is None:
             return out
         placard = self.vehicle.placard_kpa
-        if placard > 0:  # a vehicle record without a placard cannot judge low/high
+        if placard > 0 and (  # a vehicle record without a placard cannot judge low/high
+            watching
+            or kpa < placard * rl.low_pressure_ratio
+            or kpa < placard * rl.low_pressure_moderate_ratio
+            or kpa > placard * rl.high_pressure_ratio
+        ):
             self._apply(out, tire, LOW, self._low(kpa, placard), r, tm)
             self._apply(out, tire, HIGH, self._high(kpa, placard), r, tm)
 

@@ -195,6 +195,8 @@ class BatchWriter:
         self._waiting = False  # the writer thread sleeps on _cond
         self._lingering = False  # ... gathering a batch: woken once it is big enough
         self._queued_size = 0  # sum of the queued plans' sizes (guarded by _cond)
+        self._inbox: list[_Pending] = []  # submitted this loop turn (main loop only)
+        self._handoff_due = False
         self._closing = False  # drain what is queued, then stop
         self._abort = False  # stop after the current attempt (shutdown timed out)
         self._pending_size = 0  # touched on the main loop only
@@ -218,13 +220,27 @@ class BatchWriter:
                 await space.wait_for(lambda: self._pending_size < self.max_pending)
         size = plan.size
         self._pending_size += size
+        # Plans reach the writer thread once per turn of the loop, not one by one: taking
+        # the lock and waking the thread per frame was 4 % of the loop's time under a flood.
+        self._inbox.append(_Pending(plan, done, size))
+        if not self._handoff_due:
+            self._handoff_due = True
+            asyncio.get_running_loop().call_soon(self._handoff)
+
+    def _handoff(self) -> None:
+        """On the main loop: move this turn's plans to the writer thread's queue."""
+        self._handoff_due = False
+        inbox, self._inbox = self._inbox, []
+        if not inbox:
+            return
+        size = 0
+        for pending in inbox:
+            size += pending.size
         with self._cond:
-            self._queue.append(_Pending(plan, done, size))
+            self._queue.extend(inbox)
             self._queued_size += size
             if self._waiting or (self._lingering and self._queued_size >= self.linger_below):
-                # Once: until the writer thread gets the GIL back, every submit would
-                # otherwise notify again (4 % of the loop's time under a flood).
-                self._waiting = self._lingering = False
+                self._waiting = self._lingering = False  # notified once per wake-up
                 self._cond.notify()
 
     async def run(self) -> None:
@@ -245,6 +261,7 @@ class BatchWriter:
 
     async def close(self) -> None:
         """Stop after everything queued so far is committed."""
+        self._handoff()
         with self._cond:
             self._closing = True
             self._cond.notify()
