@@ -392,12 +392,30 @@ def main() -> int:
                 embedded.cleanup()  # before the directory goes, or PostgreSQL outlives us
 
 
+def python_loop_seconds(n: int = 10_000_000, tries: int = 3) -> float:
+    """Seconds for ``n`` turns of a plain Python loop, best of ``tries``: how fast this
+    host's CPU is today. The shared VM's speed changes between days (by 2.5× seen), so
+    figures from different runs compare only beside this number."""
+    best = float("inf")
+    for _ in range(tries):
+        started = time.perf_counter()
+        total = 0
+        for i in range(n):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return round(best, 3)
+
+
 def run_phases(args: argparse.Namespace, db_url: str, work: Path) -> int:
     tokens = work / "tokens.csv"
     asyncio.run(prepare(db_url, max(args.units, args.c_units), tokens))
     only = set(args.only or ("a", "b", "c"))
     results: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "python_loop_10m_s": python_loop_seconds(),
+        },
     }
     model_dir = None
     if args.model:
