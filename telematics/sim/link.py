@@ -6,8 +6,13 @@ unit does not need from websockets' asyncio layer:
 
 - **Receiving.** :class:`UnitConnection` hands each complete message to the unit's
   handler from ``data_received`` instead of queueing it for ``recv()``: no future, no
-  task wake-up and no queue per message. websockets' Sans-I/O protocol still parses
-  the frames, answers pings and runs the closing handshake.
+  task wake-up and no queue per message. Once the link is open and websockets' parser
+  stands between two frames, the link splits the server's frames itself and hands a
+  final text frame (nearly every frame: acks, interventions) straight to the handler;
+  any other frame (ping, pong, close, fragments, anything malformed) goes whole to the
+  Sans-I/O protocol, which answers pings, runs the closing handshake and fails the
+  connection on bad input as before. websockets' parser cost ~14 % of the generator's
+  CPU at 5,000 units × 1 Hz.
 - **Sending.** :func:`write_now` writes a masked text frame straight to the transport
   (no async context manager and no drain per frame); a backed-up socket falls back to
   waiting, see :meth:`UnitConnection.drain`.
@@ -31,6 +36,9 @@ Handler = Callable[[bytes], None]
 
 _DATA = (Opcode.TEXT, Opcode.BINARY)
 
+#: First header byte of a final text frame without extension bits (RFC 6455 §5.2).
+_FINAL_TEXT = 0x81
+
 
 class UnitConnection(ClientConnection):
     """A client connection that calls one handler per complete message.
@@ -44,12 +52,49 @@ class UnitConnection(ClientConnection):
         self._handler: Handler | None = None
         self._early: list[bytes] = []
         self._fragments: list[bytes] | None = None
+        # Set once websockets' parser is known to stand between frames (see data_received);
+        # from then on, bytes of a frame not yet complete wait here.
+        self._framing = False
+        self._partial = b""
+        self._max_message = self.protocol.max_message_size or 2**63
 
     def attach(self, handler: Handler) -> None:
         self._handler = handler
         early, self._early = self._early, []
         for message in early:
             handler(message)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._framing or not self._open():
+            if self._partial:  # it starts on a frame: where the protocol's parser stands
+                data, self._partial = self._partial + data, b""
+            opening = self.protocol.state is State.CONNECTING
+            super().data_received(data)
+            if opening and self.protocol.state is State.OPEN:
+                # Decided once, on the segment that completes the handshake: if it ends
+                # inside a frame, the protocol keeps parsing this link (rare, correct).
+                self._framing = _ends_on_frame(data)
+            return
+        if self._partial:
+            data, self._partial = self._partial + data, b""
+        size = len(data)
+        pos = 0
+        while pos < size:
+            end, start = _frame_span(data, pos, self._max_message)
+            if end > size:
+                self._partial = data[pos:]
+                return
+            if data[pos] == _FINAL_TEXT and start:
+                self._deliver(data[start:end])
+            else:  # control, fragment, malformed: websockets' protocol decides
+                super().data_received(data[pos:end])
+                if not self._open():  # failed or closing: the rest is the protocol's too
+                    super().data_received(data[end:])
+                    return
+            pos = end
+
+    def _open(self) -> bool:
+        return self.protocol.state is State.OPEN
 
     def process_event(self, event: Any) -> None:
         if self.response is None or not isinstance(event, Frame):
@@ -80,6 +125,49 @@ class UnitConnection(ClientConnection):
             self.protocol.state is State.OPEN
             and self.transport.get_write_buffer_size() <= FAST_WRITE_LIMIT
         )
+
+
+def _frame_span(data: bytes, pos: int, max_size: int) -> tuple[int, int]:
+    """(end, payload start) of the frame at ``pos``; end beyond ``data`` while incomplete.
+
+    Payload start is 0 for a frame to leave to websockets' protocol: masked (a server
+    must not mask), or longer than ``max_size`` (the protocol closes with 1009).
+    """
+    avail = len(data) - pos
+    if avail < 2:
+        return pos + 2, 0
+    second = data[pos + 1]
+    length = second & 0x7F
+    start = pos + 2
+    if length == 126:
+        if avail < 4:
+            return pos + 4, 0
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        start = pos + 4
+    elif length == 127:
+        if avail < 10:
+            return pos + 10, 0
+        length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+        start = pos + 10
+    if second & 0x80:
+        start += 4
+        return start + length, 0
+    if length > max_size:
+        return len(data), 0  # the rest at once: the protocol fails the connection
+    return start + length, start
+
+
+def _ends_on_frame(data: bytes) -> bool:
+    """Whether the frames after the handshake response's end in ``data`` end exactly at
+    the end of ``data`` (false when the response's end is not in it)."""
+    head_end = data.find(b"\r\n\r\n")
+    if head_end < 0:
+        return False
+    pos = head_end + 4
+    while pos < len(data):
+        end, _ = _frame_span(data, pos, 2**63)
+        pos = end
+    return pos == len(data)
 
 
 def write_now(ws: UnitConnection, payload: bytes) -> bool:
