@@ -17,26 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
-
 sys.path.insert(0, os.getcwd())
 sys.path.insert(0, os.path.join(os.getcwd(), "benchmarks"))
 
-from ingest import Server, prepare
+from ingest import Server, postgres_cpu_s, prepare
 
 from telematics.store.database import EMBEDDED_DB, start_embedded
-
-
-def postgres_cpu_s() -> float:
-    total = 0.0
-    for proc in psutil.process_iter(["name"]):
-        try:
-            if "postgres" in (proc.info["name"] or ""):
-                times = proc.cpu_times()
-                total += times.user + times.system
-        except psutil.Error:
-            continue
-    return total
 
 
 def measure(units: int, duration: float, work: Path, url: str) -> dict[str, float]:

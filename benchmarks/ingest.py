@@ -183,6 +183,25 @@ def flood_phase(
     return out
 
 
+def postgres_cpu_s() -> float:
+    """CPU seconds of every PostgreSQL process on the machine (the benchmark's own)."""
+    total = 0.0
+    for proc in psutil.process_iter(["name"]):
+        try:
+            if "postgres" in (proc.info["name"] or ""):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
+def reaped_children_cpu_s() -> float:
+    """CPU seconds of this process's children that have exited and been waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def fleet_phase(
     db_url: str,
     tokens: Path,
@@ -225,6 +244,7 @@ def _fleet_run(
         )
     peak_connected, rss_at_peak = 0, server.idle_rss
     started = time.monotonic()
+    cpu_before = server.cpu_seconds(), postgres_cpu_s(), reaped_children_cpu_s()
     while any(p.poll() is None for p in procs) and time.monotonic() - started < duration + 300:
         time.sleep(2)
         try:
@@ -234,6 +254,11 @@ def _fleet_run(
         if connected >= peak_connected:
             peak_connected, rss_at_peak = connected, server.rss()
     summaries = [json.loads(p.communicate(timeout=600)[0]) for p in procs]
+    wall = time.monotonic() - started
+    cpu_after = server.cpu_seconds(), postgres_cpu_s(), reaped_children_cpu_s()
+    server_cpu, postgres_cpu, generator_cpu = (
+        after - before for after, before in zip(cpu_after, cpu_before, strict=True)
+    )
     samples = [
         json.loads(tokens.with_name(f"{tokens.stem}-{g}.samples.json").read_text())
         for g in range(generators)
@@ -274,6 +299,13 @@ def _fleet_run(
         "server_grading_one_worker": stats["grading"],
         # the load generator's own loop: its lateness is in every latency above
         "generator_loop_lag_ms": sim.get("loop_lag_ms"),
+        # Who had the cores, on average over the phase (connect ramp and drain included):
+        # a generator short of what it needs shows as its loop lag above
+        "cores": {
+            "generator": round(generator_cpu / wall, 2),
+            "server": round(server_cpu / wall, 2),
+            "postgres": round(postgres_cpu / wall, 2),
+        },
         "errors": sim["errors_by_code"],
     }
 

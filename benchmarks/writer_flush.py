@@ -25,8 +25,7 @@ from typing import Any
 sys.path.insert(0, os.getcwd())
 sys.path.insert(0, os.path.join(os.getcwd(), "benchmarks"))
 
-from cpu_per_reading import postgres_cpu_s
-from ingest import CLASSES, prepare
+from ingest import CLASSES, postgres_cpu_s, prepare
 
 from telematics.classify.context import load_policy
 from telematics.fleet import CLASS_PROFILES, Vehicle
