@@ -43,6 +43,11 @@ def encode_frame(opcode: int, payload: bytes) -> bytes:
     return header + payload
 
 
+def websocket_accept(key: bytes) -> bytes:
+    """The ``Sec-WebSocket-Accept`` value answering a client's ``Sec-WebSocket-Key``."""
+    return base64.b64encode(hashlib.sha1(key + _GUID).digest())
+
+
 def _utc_now() -> str:
     now = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
@@ -124,7 +129,7 @@ class _Conn(asyncio.Protocol):
             self.transport.close()
             return False
         self.token = auth[7:]
-        accept = base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()
+        accept = websocket_accept(key.encode()).decode()
         self.transport.write(
             (
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"

@@ -39,6 +39,9 @@ _DATA = (Opcode.TEXT, Opcode.BINARY)
 #: First header byte of a final text frame without extension bits (RFC 6455 §5.2).
 _FINAL_TEXT = 0x81
 
+#: A frame length no message reaches (websockets' ``max_size=None``).
+_NO_LIMIT = 2**63
+
 
 class UnitConnection(ClientConnection):
     """A client connection that calls one handler per complete message.
@@ -56,7 +59,7 @@ class UnitConnection(ClientConnection):
         # from then on, bytes of a frame not yet complete wait here.
         self._framing = False
         self._partial = b""
-        self._max_message = self.protocol.max_message_size or 2**63
+        self._max_message = self.protocol.max_message_size or _NO_LIMIT
 
     def attach(self, handler: Handler) -> None:
         self._handler = handler
@@ -65,9 +68,9 @@ class UnitConnection(ClientConnection):
             handler(message)
 
     def data_received(self, data: bytes) -> None:
+        if self._partial:  # it starts on a frame boundary, where the protocol's parser stands
+            data, self._partial = self._partial + data, b""
         if not self._framing or not self._open():
-            if self._partial:  # it starts on a frame: where the protocol's parser stands
-                data, self._partial = self._partial + data, b""
             opening = self.protocol.state is State.CONNECTING
             super().data_received(data)
             if opening and self.protocol.state is State.OPEN:
@@ -75,8 +78,6 @@ class UnitConnection(ClientConnection):
                 # inside a frame, the protocol keeps parsing this link (rare, correct).
                 self._framing = _ends_on_frame(data)
             return
-        if self._partial:
-            data, self._partial = self._partial + data, b""
         size = len(data)
         pos = 0
         while pos < size:
@@ -165,7 +166,7 @@ def _ends_on_frame(data: bytes) -> bool:
         return False
     pos = head_end + 4
     while pos < len(data):
-        end, _ = _frame_span(data, pos, 2**63)
+        end, _ = _frame_span(data, pos, _NO_LIMIT)
         pos = end
     return pos == len(data)
 

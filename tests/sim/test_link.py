@@ -8,33 +8,27 @@ the handshake ending inside a frame.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 from collections.abc import Awaitable, Callable
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from telematics.sim.fake_server import encode_frame, websocket_accept
 from telematics.sim.link import UnitConnection
-
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[None]]
 
 
 def frame(payload: bytes, first: int = 0x81, masked: bool = False) -> bytes:
-    n = len(payload)
-    mask_bit = 0x80 if masked else 0
-    if n < 126:
-        head = bytes((first, mask_bit | n))
-    elif n < 65536:
-        head = bytes((first, mask_bit | 126)) + n.to_bytes(2, "big")
-    else:
-        head = bytes((first, mask_bit | 127)) + n.to_bytes(8, "big")
+    """``encode_frame``'s frame with another first byte (e.g. no FIN), or masked."""
+    encoded = encode_frame(first & 0x0F, payload)
+    header = bytearray(encoded[: len(encoded) - len(payload)])
+    header[0] = first
     if masked:
-        return head + b"\0\0\0\0" + payload  # a zero mask leaves the payload as it is
-    return head + payload
+        header[1] |= 0x80
+        header += b"\0\0\0\0"  # a zero mask leaves the payload as it is
+    return bytes(header) + payload
 
 
 async def handshake_response(reader: asyncio.StreamReader) -> bytes:
@@ -44,10 +38,9 @@ async def handshake_response(reader: asyncio.StreamReader) -> bytes:
         for line in request.split(b"\r\n")
         if line.lower().startswith(b"sec-websocket-key:")
     )
-    accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
     return (
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-        b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + websocket_accept(key) + b"\r\n\r\n"
     )
 
 
