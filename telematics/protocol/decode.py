@@ -361,7 +361,7 @@ def _event(obj: dict[str, Any], now: datetime) -> DeviceEvent:
     kind = obj.get("kind")
     if kind is None:
         raise ItemError("kind", "required")
-    if kind not in EVENT_KINDS:
+    if not isinstance(kind, str) or kind not in EVENT_KINDS:  # a dict is not hashable
         raise ItemError("kind", f"unknown event kind {_show(kind)}")
     level = obj.get("level")
     if level is not None and (type(level) is not int or level not in (1, 2)):

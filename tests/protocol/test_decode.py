@@ -106,6 +106,7 @@ BAD: list[tuple[Any, str, str]] = [
     (tel(tires=[{"pos": "1L"}] * 33), "invalid_item", "tires"),
     ({**tel(), "type": "event"}, "invalid_item", "kind"),
     ({**tel(), "type": "event", "kind": "fatigue", "level": 3}, "invalid_item", "level"),
+    ({**tel(), "type": "event", "kind": {"a": 1}}, "invalid_item", "kind"),  # unhashable
     ({**tel(), "type": "event", "kind": "fatigue", "attrs": [1]}, "invalid_item", "attrs"),
     ({**tel(), "type": "event", "kind": "fatigue", "attrs": {"a": "\x00"}}, "invalid_item",
      "attrs"),
