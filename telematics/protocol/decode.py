@@ -3,25 +3,43 @@
 ``decode_frame`` turns one WebSocket text frame into typed items. It never raises
 for bad input: every problem becomes a :class:`Rejection` carrying the protocol error
 code, a message that starts with the offending field's name, the raw item and, where
-it could be read, the item's ``seq`` (a rejected seq counts as consumed).
+it could be read, the item's ``seq`` (a rejected seq counts as consumed). Wholly valid
+frames take a faster path (``fastpath.py``) that accepts a subset of what this module
+does, with equal results.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from telematics.errors import DeviceInputError, ItemError
+from telematics.protocol.fastpath import decode_valid
+from telematics.protocol.limits import (
+    MAX_BATCH_ITEMS,
+    MAX_FUTURE,
+    MAX_HEADING_DEG,
+    MAX_ID_LEN,
+    MAX_ODOMETER_KM,
+    MAX_SEQ,
+    MAX_SPEED_KMH,
+    MAX_TIRES,
+    OLDEST_TS,
+    TIRE_BATTERY_PCT,
+    TIRE_KPA,
+    TIRE_POS,
+    TIRE_TEMP_C,
+    json_blob_problem,
+)
 from telematics.protocol.messages import (
     EVENT_KINDS,
     INTERVENTION_STATUSES,
     DataItem,
+    Decoded,
     DeviceEvent,
     InterventionAck,
     Rejection,
@@ -29,16 +47,6 @@ from telematics.protocol.messages import (
     TireReading,
 )
 
-MAX_BATCH_ITEMS = 1000
-MAX_FUTURE = timedelta(minutes=5)
-OLDEST_TS = datetime(2000, 1, 1, tzinfo=UTC)
-MAX_SEQ = 2**63 - 1
-MAX_SPEED_KMH = 500.0  # anything faster is a broken sensor, not a vehicle
-MAX_TIRES = 32
-MAX_ID_LEN = 64
-MAX_ATTRS_BYTES = 16 * 1024
-
-_TIRE_POS = re.compile(r"[1-9][0-9]?[LR][OI]?\Z")
 _TELEMETRY_KEYS = frozenset(
     (
         "type",
@@ -58,12 +66,18 @@ _EVENT_KEYS = frozenset(
     ("type", "seq", "ts", "kind", "level", "lat", "lon", "speed_kmh", "driver_id", "attrs")
 )
 
-Decoded = DataItem | Rejection | InterventionAck
-
 
 def decode_frame(data: str | bytes, now: datetime) -> list[Decoded]:
     """Decode one text frame into items, acks and rejections, in frame order."""
     raw = data.encode() if isinstance(data, str) else data
+    valid = decode_valid(raw, now)
+    if valid is not None:
+        return valid  # the common case: nothing to reject, no dicts built
+    return decode_checked(raw, now)
+
+
+def decode_checked(raw: bytes, now: datetime) -> list[Decoded]:
+    """The checked path: field by field, naming the first problem of each item."""
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -241,11 +255,9 @@ def _extra(obj: dict[str, Any], known: frozenset[str]) -> dict[str, Any] | None:
 
 
 def _check_json_blob(name: str, value: dict[str, Any]) -> None:
-    encoded = orjson.dumps(value)
-    if len(encoded) > MAX_ATTRS_BYTES:
-        raise ItemError(name, f"at most {MAX_ATTRS_BYTES} bytes of JSON")
-    if b"\\u0000" in encoded:
-        raise ItemError(name, "must not contain NUL characters")
+    problem = json_blob_problem(value)
+    if problem is not None:
+        raise ItemError(name, problem)
 
 
 def _position(obj: dict[str, Any]) -> tuple[float, float, float]:
@@ -270,14 +282,14 @@ def _tires(obj: dict[str, Any]) -> tuple[TireReading, ...]:
         if not isinstance(tire, dict):
             raise ItemError(field, "must be an object")
         pos = tire.get("pos")
-        if not isinstance(pos, str) or not _TIRE_POS.match(pos):
+        if not isinstance(pos, str) or not TIRE_POS.match(pos):
             raise ItemError(f"{field}.pos", "must be axle + L/R (+ O/I), e.g. 1L or 2RO")
         try:
             reading = TireReading(
                 pos,
-                _opt_number(tire, "kpa", 0.0, 3000.0),
-                _opt_number(tire, "temp_c", -60.0, 250.0),
-                _opt_number(tire, "sensor_battery_pct", 0.0, 100.0),
+                _opt_number(tire, "kpa", *TIRE_KPA),
+                _opt_number(tire, "temp_c", *TIRE_TEMP_C),
+                _opt_number(tire, "sensor_battery_pct", *TIRE_BATTERY_PCT),
             )
         except ItemError as exc:  # name the full path, e.g. tires[2].kpa
             raise ItemError(f"{field}.{exc.field}", exc.problem) from None
@@ -285,54 +297,7 @@ def _tires(obj: dict[str, Any]) -> tuple[TireReading, ...]:
     return tuple(out)
 
 
-_NUMBER = (int, float)
-
-
 def _telemetry(obj: dict[str, Any], now: datetime) -> Telemetry:
-    return _telemetry_fast(obj, now) or _telemetry_checked(obj, now)
-
-
-def _telemetry_fast(obj: dict[str, Any], now: datetime) -> Telemetry | None:
-    """The common case in a few inline checks; None sends the item to the checked path,
-    which finds and names whatever is wrong (NaN fails every comparison, so lands there).
-    """
-    get: Callable[[str], Any] = obj.get
-    seq, ts_text, lat, lon, speed = get("seq"), get("ts"), get("lat"), get("lon"), get("speed_kmh")
-    heading, driver, ignition, odometer = (
-        get("heading_deg"), get("driver_id"), get("ignition"), get("odometer_km"),
-    )  # fmt: skip
-    if not (
-        type(seq) is int
-        and 1 <= seq <= MAX_SEQ
-        and type(ts_text) is str
-        and type(lat) in _NUMBER
-        and type(lon) in _NUMBER
-        and type(speed) in _NUMBER
-        and -90.0 <= lat <= 90.0
-        and -180.0 <= lon <= 180.0
-        and 0.0 <= speed <= MAX_SPEED_KMH
-        and (heading is None or (type(heading) in _NUMBER and 0.0 <= heading <= 360.0))
-        and (odometer is None or (type(odometer) in _NUMBER and 0.0 <= odometer <= 1e8))
-        and (ignition is None or type(ignition) is bool)
-        and (driver is None or (type(driver) is str and 0 < len(driver) <= MAX_ID_LEN
-                                and "\x00" not in driver))
-        and _TELEMETRY_KEYS.issuperset(obj)
-    ):  # fmt: skip
-        return None
-    try:
-        ts = datetime.fromisoformat(ts_text)
-    except ValueError:
-        return None
-    if ts.tzinfo is None or ts > now + MAX_FUTURE or ts < OLDEST_TS:
-        return None
-    return Telemetry(
-        seq, ts, float(lat), float(lon), float(speed),
-        None if heading is None else float(heading), driver, ignition,
-        None if odometer is None else float(odometer), _tires(obj), None,
-    )  # fmt: skip
-
-
-def _telemetry_checked(obj: dict[str, Any], now: datetime) -> Telemetry:
     seq = _seq(obj)
     ts = _ts(obj, now)
     lat, lon, speed = _position(obj)
@@ -346,10 +311,10 @@ def _telemetry_checked(obj: dict[str, Any], now: datetime) -> Telemetry:
         lat,
         lon,
         speed,
-        _opt_number(obj, "heading_deg", 0.0, 360.0),
+        _opt_number(obj, "heading_deg", 0.0, MAX_HEADING_DEG),
         _opt_str(obj, "driver_id"),
         ignition,
-        _opt_number(obj, "odometer_km", 0.0, 1e8),
+        _opt_number(obj, "odometer_km", 0.0, MAX_ODOMETER_KM),
         tires,
         _extra(obj, _TELEMETRY_KEYS),
     )

@@ -112,3 +112,6 @@ class Rejection:
     message: str
     raw: bytes
     seq: int | None = None
+
+
+Decoded = DataItem | Rejection | InterventionAck  # what decoding a frame yields

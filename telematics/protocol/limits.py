@@ -1,0 +1,35 @@
+"""The limits protocol v1 puts on an item's fields, shared by both decoding paths."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+MAX_BATCH_ITEMS = 1000
+MAX_FUTURE = timedelta(minutes=5)
+OLDEST_TS = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_SEQ = 2**63 - 1
+MAX_SPEED_KMH = 500.0  # anything faster is a broken sensor, not a vehicle
+MAX_TIRES = 32
+MAX_ID_LEN = 64
+MAX_ATTRS_BYTES = 16 * 1024
+MAX_HEADING_DEG = 360.0
+MAX_ODOMETER_KM = 1e8
+TIRE_KPA = (0.0, 3000.0)
+TIRE_TEMP_C = (-60.0, 250.0)
+TIRE_BATTERY_PCT = (0.0, 100.0)
+
+TIRE_POS = re.compile(r"[1-9][0-9]?[LR][OI]?\Z")  # axle + L/R (+ O/I), e.g. 1L or 2RO
+
+
+def json_blob_problem(value: dict[str, Any]) -> str | None:
+    """Why a free-form object (``attrs``, extra fields) cannot be stored, or None."""
+    encoded = orjson.dumps(value)
+    if len(encoded) > MAX_ATTRS_BYTES:
+        return f"at most {MAX_ATTRS_BYTES} bytes of JSON"
+    if b"\\u0000" in encoded:
+        return "must not contain NUL characters"  # PostgreSQL's jsonb refuses them
+    return None
