@@ -110,6 +110,12 @@ class AlarmState:
     model_version: str | None = None
     factors: tuple[str, ...] = ()  # what raised the probability most, in words
 
+    def __post_init__(self) -> None:
+        # The alarms row holds a text[] (a list, or NULL) and timer state a JSON list;
+        # whichever built the alarm, it holds a tuple.
+        if type(self.factors) is not tuple:
+            object.__setattr__(self, "factors", tuple(self.factors or ()))
+
     @property
     def status(self) -> str:
         """ThingsBoard's combined status, e.g. ``ACTIVE_UNACK`` or ``CLEARED_ACK``."""
@@ -125,9 +131,7 @@ class AlarmState:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AlarmState:
-        values = from_plain_dict(cls, data, _TIME_FIELDS)
-        values["factors"] = tuple(values.get("factors") or ())
-        return cls(**values)
+        return cls(**from_plain_dict(cls, data, _TIME_FIELDS))
 
 
 _TIME_FIELDS = frozenset(

@@ -75,9 +75,7 @@ def _now(now: datetime | None) -> datetime:
 
 
 def _alarm(row: asyncpg.Record) -> AlarmState:
-    values = dict(row)
-    values["factors"] = tuple(values["factors"] or ())
-    return AlarmState(**values)
+    return AlarmState(**dict(row))
 
 
 def _task(row: asyncpg.Record) -> DispatchTask:
