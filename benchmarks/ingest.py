@@ -213,11 +213,41 @@ def fleet_phase(
     generators: int = 1,
 ) -> dict[str, Any]:
     """Many units at 1 Hz with events every 10–30 s: latencies, losses, memory."""
+    since = asyncio.run(_database_now(db_url))
     server = Server("real", db_url, log_dir, workers, model_dir)
     try:
-        return _fleet_run(server, tokens, units, duration, generators)
+        out = _fleet_run(server, tokens, units, duration, generators)
     finally:
-        server.stop()
+        server.stop()  # SIGTERM: the writer commits what it holds before the server exits
+    # An item the generator saw no ack for before it stopped may still have been stored;
+    # the database says whether anything was lost.
+    stored = asyncio.run(_stored_since(db_url, since))
+    out["items_stored"] = stored
+    out["items_lost"] = out["items_sent"] - stored
+    return out
+
+
+async def _database_now(db_url: str) -> Any:
+    conn = await asyncpg.connect(db_url)
+    try:
+        return await conn.fetchval("SELECT clock_timestamp()")
+    finally:
+        await conn.close()
+
+
+async def _stored_since(db_url: str, since: Any) -> int:
+    """Items (telemetry, events, rejected) committed since ``since``."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        count = await conn.fetchval(
+            """SELECT (SELECT count(*) FROM telemetry WHERE received_at >= $1)
+                    + (SELECT count(*) FROM events WHERE received_at >= $1)
+                    + (SELECT count(*) FROM rejected_items WHERE received_at >= $1)""",
+            since,
+        )
+        return int(count)
+    finally:
+        await conn.close()
 
 
 def _fleet_run(
@@ -281,6 +311,7 @@ def _fleet_run(
         "interventions_received": sim["interventions_received"],
         "event_to_intervention_p50_ms": sim["event_to_intervention"]["p50_ms"],
         "event_to_intervention_p99_ms": sim["event_to_intervention"]["p99_ms"],
+        "items_sent": sim["items_sent"],
         "items_never_acked": sim["unacked_items"],
         "units_connected": sim["ever_connected"],
         "server_rss_idle_mib": round(server.idle_rss / 2**20, 1),
@@ -339,8 +370,8 @@ def merge_summaries(
     percentiles come from their pooled samples, loop lag is the worst of them."""
     total = {
         key: sum(s[key] or 0 for s in summaries)
-        for key in ("items_acked", "items_acked_per_s", "steady_acked_per_s", "events_sent",
-                    "interventions_received", "unacked_items", "ever_connected",
+        for key in ("items_sent", "items_acked", "items_acked_per_s", "steady_acked_per_s",
+                    "events_sent", "interventions_received", "unacked_items", "ever_connected",
                     "frames_sent_per_s")
     }  # fmt: skip
     errors: dict[str, int] = {}
