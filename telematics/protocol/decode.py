@@ -11,6 +11,7 @@ does, with equal results.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from datetime import datetime
 from typing import Any
@@ -47,6 +48,8 @@ from telematics.protocol.messages import (
     TireReading,
 )
 
+log = logging.getLogger(__name__)
+
 _TELEMETRY_KEYS = frozenset(
     (
         "type",
@@ -70,10 +73,14 @@ _EVENT_KEYS = frozenset(
 def decode_frame(data: str | bytes, now: datetime) -> list[Decoded]:
     """Decode one text frame into items, acks and rejections, in frame order."""
     raw = data.encode() if isinstance(data, str) else data
-    valid = decode_valid(raw, now)
-    if valid is not None:
-        return valid  # the common case: nothing to reject, no dicts built
-    return decode_checked(raw, now)
+    try:
+        valid = decode_valid(raw, now)
+        if valid is not None:
+            return valid  # the common case: nothing to reject, no dicts built
+        return decode_checked(raw, now)
+    except Exception:  # a decoder bug costs this frame (kept), not the unit's connection
+        log.exception("decoding a frame failed")
+        return [Rejection("invalid_item", "frame: the server failed to decode it", raw)]
 
 
 def decode_checked(raw: bytes, now: datetime) -> list[Decoded]:
@@ -159,6 +166,8 @@ def _salvage_non_json(raw: bytes, now: datetime) -> Rejection:
         obj = json.loads(raw)  # the stdlib accepts NaN and Infinity, which JSON does not
     except (ValueError, UnicodeDecodeError):
         return Rejection("bad_json", "frame: not valid JSON", raw)
+    except RecursionError:  # orjson reads 1,024 levels; this was deeper, or invalid
+        return Rejection("bad_json", "frame: not valid JSON, or nested too deeply", raw)
     if isinstance(obj, dict):
         bad = [k for k, v in obj.items() if isinstance(v, float) and not math.isfinite(v)]
         field = bad[0] if bad else "frame"

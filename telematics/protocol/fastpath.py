@@ -97,7 +97,7 @@ def decode_valid(raw: bytes, now: datetime) -> list[Decoded] | None:
     """The items of a frame with nothing to reject, or None to take the checked path."""
     try:
         decoded = _decoder.decode(raw)
-    except (msgspec.MsgspecError, ValueError):  # ValueError: invalid UTF-8
+    except (msgspec.MsgspecError, ValueError, RecursionError):  # invalid UTF-8, deep nesting
         return None
     latest = now + MAX_FUTURE
     try:
@@ -142,13 +142,8 @@ def _telemetry(t: _Telemetry, latest: datetime) -> Telemetry:
 def _event(e: _Event, latest: datetime) -> DeviceEvent:
     if e.kind not in EVENT_KINDS:
         raise _NotWhole
-    if e.attrs is not None:
-        try:
-            problem = json_blob_problem(e.attrs)
-        except TypeError:  # e.g. an integer beyond 64 bits, which orjson cannot write
-            raise _NotWhole from None
-        if problem is not None:
-            raise _NotWhole
+    if e.attrs is not None and json_blob_problem(e.attrs) is not None:
+        raise _NotWhole  # (also an integer beyond 64 bits, which orjson cannot write)
     return DeviceEvent(
         e.seq, _ts(e.ts, latest), e.kind, e.level, e.lat, e.lon, e.speed_kmh,
         _driver(e.driver_id), e.attrs, None,

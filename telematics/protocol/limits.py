@@ -27,7 +27,10 @@ TIRE_POS = re.compile(r"[1-9][0-9]?[LR][OI]?\Z")  # axle + L/R (+ O/I), e.g. 1L 
 
 def json_blob_problem(value: dict[str, Any]) -> str | None:
     """Why a free-form object (``attrs``, extra fields) cannot be stored, or None."""
-    encoded = orjson.dumps(value)
+    try:
+        encoded = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # deeper than orjson writes (255 levels), which it reads
+        return "nested too deeply to store"
     if len(encoded) > MAX_ATTRS_BYTES:
         return f"at most {MAX_ATTRS_BYTES} bytes of JSON"
     if b"\\u0000" in encoded:

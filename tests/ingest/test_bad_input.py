@@ -17,10 +17,16 @@ NAN_FRAME = (
     f'{{"type":"telemetry","seq":1,"ts":"{iso(datetime.now(UTC))}",'
     '"lat":31.3,"lon":120.5,"speed_kmh":NaN}'
 )
+DEEP_ATTRS_FRAME = (
+    orjson.dumps({**telemetry(1), "type": "event", "kind": "fatigue"}).decode()[:-1]
+    + ',"attrs":{"a":' + "[" * 300 + "]" * 300 + "}}"
+)  # fmt: skip
 CASES: list[tuple[str, Any, str, str, int | None]] = [
     # (name, frame, code, field named in the message, seq in the error)
     ("non-JSON", "this is not json", "bad_json", "frame", None),
     ("JSON array", "[1, 2, 3]", "bad_json", "frame", None),
+    ("nested 100,000 deep", "[" * 100_000 + "]" * 100_000, "bad_json", "frame", None),
+    ("attrs nested 300 deep", DEEP_ATTRS_FRAME, "invalid_item", "attrs", 1),
     (
         "missing seq",
         {k: v for k, v in telemetry(1).items() if k != "seq"},

@@ -132,6 +132,49 @@ def test_bad_input_names_the_field(frame: Any, code: str, field: str) -> None:
     assert item.raw == data
 
 
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+@pytest.mark.parametrize(
+    ("frame", "code", "field"),
+    [
+        (_nested(100_000), "bad_json", "frame"),  # deeper than any JSON reader recurses
+        (b'{"type":"batch","items":' + _nested(5000) + b"}", "bad_json", "frame"),
+        (b'{"a":' * 3000 + b"NaN" + b"}" * 3000, "bad_json", "frame"),
+        (orjson.dumps({**tel(), "type": "event", "kind": "fatigue"})[:-1]
+         + b',"attrs":{"a":' + _nested(300) + b"}}", "invalid_item", "attrs"),
+        (orjson.dumps(tel())[:-1] + b',"x":' + _nested(300) + b"}", "invalid_item",
+         "(extra fields)"),
+    ],
+    ids=["array-100000", "batch-items-5000", "object-3000-nan", "attrs-300", "extra-300"],
+)  # fmt: skip
+def test_deep_nesting_is_rejected_and_kept(frame: bytes, code: str, field: str) -> None:
+    """orjson reads 1,024 levels and writes 255; deeper input is refused by name, never
+    raised out of the decoder (a RecursionError or TypeError once escaped here)."""
+    item = one(frame)
+    assert isinstance(item, Rejection)
+    assert (item.code, item.raw) == (code, frame)
+    assert item.message.startswith(field + ":"), item.message
+
+
+def test_a_decoder_bug_costs_the_frame_not_the_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever escapes the decoders becomes a kept rejection, not an exception."""
+    from telematics.protocol import decode
+
+    def broken(raw: bytes, now: datetime) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(decode, "decode_valid", broken)
+    frame = orjson.dumps(tel())
+    item = one(frame)
+    assert isinstance(item, Rejection)
+    assert (item.code, item.raw) == ("invalid_item", frame)
+    assert item.message.startswith("frame:")
+
+
 def test_rejection_keeps_a_readable_seq() -> None:
     assert one(tel(lat=200)).seq == 42
     assert one(tel(seq="7")).seq is None
