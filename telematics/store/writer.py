@@ -523,7 +523,11 @@ class BatchWriter:
         stamps = [r[2] for p in plans for r in p.telemetry]
         if not stamps:
             return set()
-        needed = _months_between(min(stamps), max(stamps)) - self._months
+        lo, hi = _month_of(min(stamps)), _month_of(max(stamps))
+        # Only the months that occur: a unit whose GPS clock jumped back years (week
+        # rollover) must not make this flush create every month in between.
+        months = {lo} if lo == hi else {_month_of(ts) for ts in stamps}
+        needed = months - self._months
         for month in sorted(needed):
             await conn.execute("SELECT ensure_month_partitions($1)", month)
         return needed
@@ -693,12 +697,7 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _months_between(lo: datetime, hi: datetime) -> set[date]:
-    """First days of every UTC month from ``lo`` to ``hi``."""
-    lo, hi = lo.astimezone(UTC), hi.astimezone(UTC)
-    months = set()
-    year, month = lo.year, lo.month
-    while (year, month) <= (hi.year, hi.month):
-        months.add(date(year, month, 1))
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-    return months
+def _month_of(ts: datetime) -> date:
+    """The first day of ``ts``'s UTC month (partitions are by UTC month)."""
+    utc = ts.astimezone(UTC)
+    return date(utc.year, utc.month, 1)

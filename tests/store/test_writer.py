@@ -97,3 +97,29 @@ async def test_backlog_is_released_exactly_after_replays_and_rejections(db_url: 
     await asyncio.wait_for(task, 10)
     assert writer.stats.duplicates_dropped == 2
     assert writer.backlog == 0
+
+
+async def test_partitions_only_for_the_months_that_occur(
+    db_url: str, db: asyncpg.Connection
+) -> None:
+    """A clock that jumped back years (GPS week rollover) costs two months' partitions,
+    not one per month in between; both readings are stored."""
+    await add_vehicle(db_url, "A")
+    old = datetime(2007, 3, 14, 12, 0, tzinfo=UTC)
+    rows = [
+        ("A", 1, old, 31.3, 120.6, 50.0, None, None, None, None, None),
+        ("A", 2, datetime.now(UTC), 31.3, 120.6, 50.0, None, None, None, None, None),
+    ]
+    writer = BatchWriter(db_url)
+    task = asyncio.create_task(writer.run())
+    await writer.submit(StorePlan("A", telemetry=rows, min_seq=1, max_seq=2), lambda p: None)
+    await writer.close()
+    await asyncio.wait_for(task, 10)
+    assert await db.fetchval("SELECT count(*) FROM telemetry") == 2
+    months = await db.fetchval(
+        "SELECT count(*) FROM pg_inherits WHERE inhparent = 'telemetry'::regclass"
+        " AND inhrelid::regclass::text LIKE 'telemetry_20%'"
+    )
+    assert await db.fetchval("SELECT to_regclass('telemetry_2007_03') IS NOT NULL")
+    assert await db.fetchval("SELECT to_regclass('telemetry_2007_04') IS NULL")
+    assert months <= 4  # 2007-03 and this month (and any the migrations made)
