@@ -162,12 +162,21 @@ def _decode_intervention_ack(obj: dict[str, Any], raw: bytes) -> InterventionAck
 
 def _salvage_non_json(raw: bytes, now: datetime) -> Rejection:
     """Explain a frame orjson refused; NaN/Infinity get a field-level message and keep seq."""
+    constants: list[str] = []
+
+    def constant(name: str) -> float:
+        constants.append(name)
+        return float(name)
+
     try:
-        obj = json.loads(raw)  # the stdlib accepts NaN and Infinity, which JSON does not
+        # the stdlib accepts NaN and Infinity, which JSON does not
+        obj = json.loads(raw, parse_constant=constant)
     except (ValueError, UnicodeDecodeError):
         return Rejection("bad_json", "frame: not valid JSON", raw)
     except RecursionError:  # orjson reads 1,024 levels; this was deeper, or invalid
         return Rejection("bad_json", "frame: not valid JSON, or nested too deeply", raw)
+    if not constants:  # refused for something else, e.g. an unpaired UTF-16 surrogate
+        return Rejection("bad_json", "frame: not valid JSON", raw)
     if isinstance(obj, dict):
         bad = [k for k, v in obj.items() if isinstance(v, float) and not math.isfinite(v)]
         field = bad[0] if bad else "frame"

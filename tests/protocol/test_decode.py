@@ -84,6 +84,7 @@ BAD: list[tuple[Any, str, str]] = [
     ("[]", "bad_json", "frame"),
     ('"text"', "bad_json", "frame"),
     ("\xff\xfe", "bad_json", "frame"),
+    ('{"type":"telemetry","seq":1,"driver_id":"a\\ud800b"}', "bad_json", "frame"),  # lone
     ({"seq": 1}, "invalid_item", "type"),
     ({"type": 7, "seq": 1}, "unknown_type", "type"),
     (tel(seq=0), "invalid_item", "seq"),
