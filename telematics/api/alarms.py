@@ -7,6 +7,7 @@ with the operator's id as the actor; acknowledging stops the escalation chain.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -102,12 +103,21 @@ async def get_alarm(request: web.Request) -> web.Response:
         return web.json_response(await _detail(conn, alarm_id))
 
 
-Action = Callable[
-    [asyncpg.Connection, str, str, datetime, dict[str, Any], InterventionPolicy], Awaitable[object]
-]
+@dataclass(frozen=True, slots=True)
+class AlarmAction:
+    """One operator's request to act on one alarm, inside its transaction."""
+
+    conn: asyncpg.Connection
+    alarm_id: str
+    actor: str  # the operator's id, as the audit trail records it
+    now: datetime
+    body: dict[str, Any]
+    policy: InterventionPolicy
 
 
-def _action(run: Action) -> Callable[[web.Request], Awaitable[web.Response]]:
+def _action(
+    run: Callable[[AlarmAction], Awaitable[object]],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
     """A POST handler: scope check, the action as the operator, the alarm as it is now."""
 
     async def handler(request: web.Request) -> web.Response:
@@ -117,57 +127,33 @@ def _action(run: Action) -> Callable[[web.Request], Awaitable[web.Response]]:
         now = request.app[CLOCK]()
         async with request.app[DB].acquire() as conn:
             await _in_scope(conn, operator, alarm_id)
-            await run(conn, alarm_id, operator.id, now, body, request.app[ESCALATION])
+            await run(AlarmAction(conn, alarm_id, operator.id, now, body, request.app[ESCALATION]))
             return web.json_response(await _detail(conn, alarm_id))
 
     return handler
 
 
-async def _acknowledge(
-    conn: asyncpg.Connection,
-    alarm_id: str,
-    actor: str,
-    now: datetime,
-    body: dict[str, Any],
-    policy: InterventionPolicy,
-) -> object:
-    return await alarm_store.acknowledge_alarm(conn, alarm_id, actor, now=now, policy=policy)
+async def _acknowledge(a: AlarmAction) -> object:
+    return await alarm_store.acknowledge_alarm(
+        a.conn, a.alarm_id, a.actor, now=a.now, policy=a.policy
+    )
 
 
-async def _assign(
-    conn: asyncpg.Connection,
-    alarm_id: str,
-    actor: str,
-    now: datetime,
-    body: dict[str, Any],
-    policy: InterventionPolicy,
-) -> object:
-    assignee = optional_str(body, "assignee", 200)
-    return await alarm_store.assign_alarm(conn, alarm_id, actor, assignee, now=now)
+async def _assign(a: AlarmAction) -> object:
+    assignee = optional_str(a.body, "assignee", 200)
+    return await alarm_store.assign_alarm(a.conn, a.alarm_id, a.actor, assignee, now=a.now)
 
 
-async def _comment(
-    conn: asyncpg.Connection,
-    alarm_id: str,
-    actor: str,
-    now: datetime,
-    body: dict[str, Any],
-    policy: InterventionPolicy,
-) -> object:
-    text = required_str(body, "text")
-    return await alarm_store.comment_alarm(conn, alarm_id, actor, text, now=now)
+async def _comment(a: AlarmAction) -> object:
+    text = required_str(a.body, "text")
+    return await alarm_store.comment_alarm(a.conn, a.alarm_id, a.actor, text, now=a.now)
 
 
-async def _clear(
-    conn: asyncpg.Connection,
-    alarm_id: str,
-    actor: str,
-    now: datetime,
-    body: dict[str, Any],
-    policy: InterventionPolicy,
-) -> object:
-    reason = optional_str(body, "reason", 200) or "manual"
-    return await alarm_store.clear_alarm(conn, alarm_id, actor, reason, now=now, policy=policy)
+async def _clear(a: AlarmAction) -> object:
+    reason = optional_str(a.body, "reason", 200) or "manual"
+    return await alarm_store.clear_alarm(
+        a.conn, a.alarm_id, a.actor, reason, now=a.now, policy=a.policy
+    )
 
 
 acknowledge = _action(_acknowledge)
