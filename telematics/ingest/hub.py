@@ -222,21 +222,34 @@ class Hub:
         while True:
             await asyncio.sleep(period_s)
             now = time.monotonic()
+            # A busy unit needs nothing: checked inline, so a sweep of thousands of
+            # connections does not start a coroutine for each (one loop stall a second).
+            quiet = min(s.idle_timeout_s, s.ping_interval_s)
             for conn in list(self.connections.values()):
-                try:
-                    await self._sweep(conn, now, s)
-                except (ConnectionError, RuntimeError) as exc:
-                    log.debug("sweep of %s failed: %s", conn.vehicle_id, exc)
+                if now - conn.last_activity >= quiet:
+                    try:
+                        if await self._sweep_quiet(conn, now, s):
+                            continue  # closed
+                    except (ConnectionError, RuntimeError) as exc:
+                        log.debug("sweep of %s failed: %s", conn.vehicle_id, exc)
+                        continue
+                if conn.outstanding:
+                    self._resend_due(conn, now, s)
 
-    async def _sweep(self, conn: DeviceConnection, now: float, s: Settings) -> None:
+    async def _sweep_quiet(self, conn: DeviceConnection, now: float, s: Settings) -> bool:
+        """Ping a quiet unit, close a silent one (True)."""
         idle = now - conn.last_activity
         if idle >= s.idle_timeout_s:
             log.info("vehicle %s silent for %.0fs: closing", conn.vehicle_id, idle)
             await conn.close(CLOSE_GOING_AWAY, "idle timeout")
-            return
+            return True
         if idle >= s.ping_interval_s and now - conn.last_ping >= s.ping_interval_s:
             conn.last_ping = now
             await conn.ws.ping()
+        return False
+
+    def _resend_due(self, conn: DeviceConnection, now: float, s: Settings) -> None:
+        """Resend interventions not acknowledged in time; give up on expired ones."""
         for ident, item in list(conn.outstanding.items()):
             if now - item.issued >= s.intervention_expire_s:
                 del conn.outstanding[ident]  # stays 'issued' in the database; no more resends
