@@ -29,12 +29,12 @@ from telematics.protocol.limits import (
     MAX_SEQ,
     MAX_SPEED_KMH,
     MAX_TIRES,
-    OLDEST_TS,
     TIRE_BATTERY_PCT,
     TIRE_KPA,
     TIRE_POS,
     TIRE_TEMP_C,
     json_blob_problem,
+    ts_problem,
 )
 from telematics.protocol.messages import (
     EVENT_KINDS,
@@ -220,12 +220,9 @@ def _ts(obj: dict[str, Any], now: datetime) -> datetime:
         ts = datetime.fromisoformat(value)
     except ValueError:
         raise ItemError("ts", "must be an RFC 3339 time, e.g. 2026-11-26T08:00:00Z") from None
-    if ts.tzinfo is None:
-        raise ItemError("ts", "needs a UTC offset (e.g. Z or +08:00)")
-    if ts > now + MAX_FUTURE:
-        raise ItemError("ts", "more than 5 minutes ahead of the server's clock")
-    if ts < OLDEST_TS:
-        raise ItemError("ts", "before the year 2000")
+    problem = ts_problem(ts, now + MAX_FUTURE)
+    if problem is not None:
+        raise ItemError("ts", problem)
     return ts
 
 

@@ -25,6 +25,17 @@ TIRE_BATTERY_PCT = (0.0, 100.0)
 TIRE_POS = re.compile(r"[1-9][0-9]?[LR][OI]?\Z")  # axle + L/R (+ O/I), e.g. 1L or 2RO
 
 
+def ts_problem(ts: datetime, latest: datetime) -> str | None:
+    """Why a parsed ``ts`` is refused, or None (``latest``: the server's now + MAX_FUTURE)."""
+    if ts.tzinfo is None:
+        return "needs a UTC offset (e.g. Z or +08:00)"
+    if ts > latest:
+        return "more than 5 minutes ahead of the server's clock"
+    if ts < OLDEST_TS:
+        return "before the year 2000"
+    return None
+
+
 def json_blob_problem(value: dict[str, Any]) -> str | None:
     """Why a free-form object (``attrs``, extra fields) cannot be stored, or None."""
     try:
