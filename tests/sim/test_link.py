@@ -64,7 +64,9 @@ async def client_frames(reader: asyncio.StreamReader) -> list[tuple[int, bytes]]
             return out
 
 
-async def run_link(script: Script) -> tuple[list[bytes], UnitConnection, list[tuple[int, bytes]]]:
+async def run_link(
+    script: Script, ping_interval: float | None = None, ping_timeout: float | None = None
+) -> tuple[list[bytes], UnitConnection, list[tuple[int, bytes]]]:
     """Connect a UnitConnection to a server running ``script``; the messages delivered,
     the connection, and the frames the client sent back."""
     sent_back: list[tuple[int, bytes]] = []
@@ -81,7 +83,7 @@ async def run_link(script: Script) -> tuple[list[bytes], UnitConnection, list[tu
     async with server:
         ws = await connect(
             f"ws://127.0.0.1:{port}/", create_connection=UnitConnection, compression=None,
-            max_size=2**20, ping_interval=None,
+            max_size=2**20, ping_interval=ping_interval, ping_timeout=ping_timeout,
         )  # fmt: skip
         assert isinstance(ws, UnitConnection)
         ws.attach(messages.append)
@@ -174,3 +176,67 @@ async def test_bad_frames_fail_the_connection_and_are_not_delivered(bad: bytes, 
     assert (closing[0], int.from_bytes(closing[1][:2], "big")) == (0x8, code)
     with pytest.raises(ConnectionClosed):
         await ws.send("after")
+
+
+PING, PONG = 0x9, 0xA
+
+
+@pytest.mark.asyncio
+async def test_a_link_that_hears_the_server_sends_no_keepalive_pings() -> None:
+    async def script(_: asyncio.StreamReader, w: asyncio.StreamWriter, response: bytes) -> None:
+        w.write(response + frame(b'{"type":"welcome"}'))
+        for seq in range(16):  # an ack every 50 ms for 0.8 s: 4 ping intervals
+            await asyncio.sleep(0.05)
+            w.write(frame(b'{"type":"ack","seq":%d}' % seq))
+        w.write(frame((1000).to_bytes(2, "big"), first=0x88))
+
+    messages, _, sent_back = await run_link(script, ping_interval=0.2, ping_timeout=1.0)
+
+    assert len(messages) == 17
+    assert [op for op, _ in sent_back if op == PING] == []
+
+
+@pytest.mark.asyncio
+async def test_a_quiet_link_is_pinged_and_fails_when_no_pong_comes() -> None:
+    async def script(r: asyncio.StreamReader, w: asyncio.StreamWriter, response: bytes) -> None:
+        w.write(response + frame(b'{"type":"welcome"}'))
+        await asyncio.sleep(1.0)  # silent, and deaf to the ping
+
+    started = asyncio.get_running_loop().time()
+    messages, ws, sent_back = await run_link(script, ping_interval=0.2, ping_timeout=0.3)
+    took = asyncio.get_running_loop().time() - started
+
+    assert messages == [b'{"type":"welcome"}']
+    ops = [op for op, _ in sent_back]
+    assert ops.count(PING) == 1 and ops[-1] == 0x8
+    assert ws.protocol.close_sent is not None and ws.protocol.close_sent.code == 1011
+    assert took < 5  # failed by the keepalive, not by run_link's 10 s wait
+
+
+@pytest.mark.asyncio
+async def test_a_quiet_link_answered_by_pongs_stays_open() -> None:
+    async def script(r: asyncio.StreamReader, w: asyncio.StreamWriter, response: bytes) -> None:
+        w.write(response + frame(b'{"type":"welcome"}'))
+        pings = 0
+        while pings < 3:  # answer three keepalive pings, then close
+            op, payload = (await client_frames_until_ping(r))[-1]
+            assert op == PING
+            pings += 1
+            w.write(frame(payload, first=0x8A))
+        w.write(frame((1000).to_bytes(2, "big"), first=0x88))
+
+    _, ws, _ = await run_link(script, ping_interval=0.1, ping_timeout=0.5)
+
+    assert ws.close_code == 1000  # closed by the server, not failed by the keepalive
+
+
+async def client_frames_until_ping(reader: asyncio.StreamReader) -> list[tuple[int, bytes]]:
+    """The client's frames up to and including its next ping."""
+    out: list[tuple[int, bytes]] = []
+    while not out or out[-1][0] != PING:
+        head = await reader.readexactly(2)
+        n = head[1] & 0x7F
+        mask = await reader.readexactly(4)
+        data = await reader.readexactly(n)
+        out.append((head[0] & 0x0F, bytes(b ^ mask[i % 4] for i, b in enumerate(data))))
+    return out
