@@ -125,7 +125,7 @@ class SeverityModel:
         return self.bands.names(proba)
 
     def compile(self) -> CompiledTrees:
-        """The trees as arrays: fast on small batches, and explanations from the same walk."""
+        """The trees as generated code: fast on small batches, explanations with each leaf."""
         return CompiledTrees.from_estimator(self.trees)
 
     def assess(self, x: F64, compiled: CompiledTrees) -> tuple[F64, F64]:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from telematics.classify.context import Graded, Grader, GradingInput, RulesGrader
 from telematics.classify.risk_policy import RiskPolicy
+from telematics.errors import ConfigError
 from telematics.spread import spread
 
 if TYPE_CHECKING:
@@ -199,4 +200,9 @@ def _load(model_dir: Path, version: str, policy: RiskPolicy) -> ModelGrader | st
     from ml.registry import try_load
 
     loaded = try_load(model_dir, version)
-    return loaded if isinstance(loaded, str) else ModelGrader(loaded, policy)
+    if isinstance(loaded, str):
+        return loaded
+    try:
+        return ModelGrader(loaded, policy)
+    except ConfigError as exc:  # e.g. trees too deep to compile
+        return f"model {version} cannot be served: {exc}"

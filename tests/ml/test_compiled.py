@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ml.compiled import CompiledTrees
+from ml.compiled import MAX_CODES, CompiledTrees, _nodes
 from ml.features import FEATURE_NAMES, GROUPS, matrix_from_columns
 from ml.model import SeverityModel, TrainParams, train
 from ml.synth import generate
@@ -38,3 +38,30 @@ def test_one_row_and_no_rows(model: SeverityModel) -> None:
     np.testing.assert_allclose(one, model.trees.decision_function(x[:1]), atol=1e-9)
     none, parts = compiled.score(x[:0])
     assert none.shape == (0,) and parts.shape == (0, len(GROUPS))
+
+
+def test_each_groups_part_is_what_its_splits_moved_on_the_rows_path(model: SeverityModel) -> None:
+    """Against a plain walk of the same nodes, crediting split by split."""
+    nodes = _nodes(model.trees)
+    compiled = model.compile()
+    x = matrix_from_columns(generate(300, seed=34).columns)
+    x[::5, FEATURE_NAMES.index("kind")] = np.nan
+    _, parts = compiled.score(x)
+    for i, row in enumerate(x):
+        expected = np.zeros(len(GROUPS))
+        for root in nodes.roots:
+            node = int(root)
+            while not nodes.leaf[node]:
+                v = row[nodes.feature[node]]
+                if np.isnan(v):
+                    left = bool(nodes.missing_left[node])
+                elif nodes.categorical[node]:
+                    code = int(v)
+                    inside = 0 <= code < MAX_CODES
+                    left = bool(nodes.cat_left[node, code] if inside else nodes.missing_left[node])
+                else:
+                    left = bool(v <= nodes.threshold[node])
+                child = int(nodes.left[node] if left else nodes.right[node])
+                expected[nodes.group[node]] += nodes.value[child] - nodes.value[node]
+                node = child
+        np.testing.assert_allclose(parts[i], expected, atol=1e-9)
