@@ -10,6 +10,7 @@ from aiohttp import web
 from telematics.api.errors import ApiError
 
 MAX_BODY_BYTES = 1 << 20  # a zone with a long corridor fits; anything larger is a mistake
+MAX_DEPTH = 32  # a GeoJSON MultiPolygon Feature needs 6; deeper is a mistake or an attack
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:
@@ -22,7 +23,29 @@ async def json_object(request: web.Request) -> dict[str, Any]:
         raise ApiError(400, "bad_json", f"body: not JSON ({exc})") from None
     if not isinstance(body, dict):
         raise ApiError(400, "bad_json", "body: must be a JSON object")
+    _check_tree(body)
     return body
+
+
+def _check_tree(body: dict[str, Any]) -> None:
+    """Refuse, before any handler looks, what none can use: nesting deeper than MAX_DEPTH
+    (recursive code and ``repr`` in error messages hit Python's recursion limit: a 500)
+    and NUL in any string or key (PostgreSQL's text and jsonb cannot hold it)."""
+    stack: list[tuple[Any, str, int]] = [(body, "", 1)]  # value, its field, its depth
+    while stack:  # a loop, not recursion: the depth is what is being checked
+        value, field, depth = stack.pop()
+        if isinstance(value, str) and "\x00" in value:
+            raise ApiError(422, "invalid_field", f"{field or 'body'}: contains a NUL character")
+        if isinstance(value, (dict, list)) and depth > MAX_DEPTH:
+            raise ApiError(400, "bad_json", f"body: nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, list):
+            stack.extend((item, field, depth + 1) for item in value)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = f"{field}.{key}" if field else key
+                if "\x00" in key:
+                    raise ApiError(422, "invalid_field", f"{name}: contains a NUL character")
+                stack.append((item, name, depth + 1))
 
 
 def optional_str(body: dict[str, Any], name: str, max_len: int = 2000) -> str | None:

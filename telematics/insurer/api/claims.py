@@ -18,7 +18,7 @@ from telematics.api.keys import CLOCK, DB
 from telematics.insurer import packet as packets
 from telematics.insurer.api.common import coverage_of, json_response
 from telematics.insurer.api.gate import identity_of, note_of, requires
-from telematics.insurer.api.params import invalid, parse_time, reject_nul
+from telematics.insurer.api.params import invalid, parse_time
 from telematics.insurer.model import Coverage
 from telematics.insurer.store import claims as store
 from telematics.insurer.store import webhooks
@@ -113,7 +113,6 @@ async def create_claim(request: web.Request) -> web.Response:
     if not key or len(key) > 255:
         raise ApiError(422, "invalid_field", "Idempotency-Key: required header, 1–255 characters")
     body = await json_object(request)
-    reject_nul(body)
     new = _new_claim(body)
     request_hash = hashlib.sha256(packets.dumps(body)).digest()
     identity = identity_of(request)
@@ -253,7 +252,6 @@ def _outcome(body: dict[str, Any]) -> store.Outcome:
 @requires("claims")
 async def post_outcome(request: web.Request) -> web.Response:
     body = await json_object(request)
-    reject_nul(body)
     outcome = _outcome(body)
     async with request.app[DB].acquire() as conn:
         claim, _ = await _claim_in_scope(request, conn)

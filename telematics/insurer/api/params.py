@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import UTC, datetime
-from typing import Any
 
 from aiohttp import web
 
@@ -40,17 +39,3 @@ def query_list(request: web.Request, name: str, allowed: Collection[str]) -> lis
     if not values or bad:
         raise invalid(name, "a comma-separated list of known values")
     return values
-
-
-def reject_nul(value: Any, where: str = "body") -> None:
-    """PostgreSQL text cannot hold NUL: refuse it in any string of a JSON body."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise invalid(where, "contains a NUL character")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            reject_nul(key, where)
-            reject_nul(item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for item in value:
-            reject_nul(item, where)

@@ -14,7 +14,7 @@ from telematics.api.keys import DB
 from telematics.insurer import egress
 from telematics.insurer.api.common import json_response
 from telematics.insurer.api.gate import identity_of, requires
-from telematics.insurer.api.params import invalid, reject_nul
+from telematics.insurer.api.params import invalid
 from telematics.insurer.model import EVENT_TYPES
 from telematics.insurer.store import webhooks as store
 
@@ -63,7 +63,6 @@ async def _endpoint(request: web.Request) -> dict[str, Any]:
 @requires("webhooks")
 async def create_endpoint(request: web.Request) -> web.Response:
     body = await json_object(request)
-    reject_nul(body)
     url, types = _url(body), _event_types(body)
     description = optional_str(body, "description", 500)
     async with request.app[DB].acquire() as conn:
@@ -112,7 +111,6 @@ async def enable_endpoint(request: web.Request) -> web.Response:
 @requires("webhooks")
 async def rotate_secret(request: web.Request) -> web.Response:
     body = await json_object(request)
-    reject_nul(body)
     keep = body.get("keep_previous_s", DEFAULT_KEEP_PREVIOUS_S)
     if isinstance(keep, bool) or not isinstance(keep, int) or not 0 <= keep <= MAX_KEEP_PREVIOUS_S:
         raise invalid("keep_previous_s", f"an integer between 0 and {MAX_KEEP_PREVIOUS_S}")
