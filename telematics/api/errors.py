@@ -32,6 +32,13 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, "not_found", f"no {what}")
 
 
+def refuse_nul_in_url(request: web.Request) -> None:
+    """PostgreSQL text cannot hold NUL (the query would fail: a 500), and no id or filter
+    with one can match anything."""
+    if "\x00" in request.path or "\x00" in request.query_string:
+        raise ApiError(422, "invalid_field", "path or query: contains a NUL character")
+
+
 def error_response(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
@@ -57,6 +64,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     if not request.path.startswith("/api/"):
         return await handler(request)
     try:
+        refuse_nul_in_url(request)
         return await handler(request)
     except TelematicsError as exc:
         err = _as_api_error(exc)

@@ -14,7 +14,13 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from telematics.api.errors import ApiError, Handler, error_response, http_error_response
+from telematics.api.errors import (
+    ApiError,
+    Handler,
+    error_response,
+    http_error_response,
+    refuse_nul_in_url,
+)
 from telematics.api.keys import DB
 from telematics.errors import TelematicsError
 from telematics.insurer.api.keys import ACCESS, IDENTITY, AccessNote
@@ -56,6 +62,7 @@ async def _identity(request: web.Request) -> KeyIdentity:
 async def _serve(request: web.Request) -> web.StreamResponse:
     route_handler = request.match_info.handler
     try:
+        refuse_nul_in_url(request)
         if request.path in PUBLIC:
             return await route_handler(request)
         request[IDENTITY] = await _identity(request)
@@ -75,9 +82,6 @@ async def insurer_gate(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     note = AccessNote()
     request[ACCESS] = note
-    if "\x00" in request.path or "\x00" in request.query_string:
-        # PostgreSQL text cannot hold NUL: no id or filter with one can match anything
-        return error_response(422, "invalid_field", "path or query: contains a NUL character")
     response = await _serve(request)
     identity = request.get(IDENTITY)
     if identity is not None:
