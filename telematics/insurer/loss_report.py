@@ -49,8 +49,11 @@ def month_bounds(text: str) -> tuple[datetime, datetime]:
     if match is None:
         raise InsurerError("month: must be YYYY-MM")
     year, month = int(match.group(1)), int(match.group(2))
-    start = datetime(year, month, 1, tzinfo=UTC)
-    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+    try:
+        start = datetime(year, month, 1, tzinfo=UTC)
+        end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+    except ValueError:  # year 0000, or 9999-12, which ends in year 10000
+        raise InsurerError(f"month: {text} is out of range") from None
     return start, end
 
 

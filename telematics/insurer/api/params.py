@@ -21,7 +21,10 @@ def parse_time(name: str, raw: str) -> datetime:
         raise invalid(name, "must be an ISO 8601 date-time") from None
     if value.tzinfo is None:
         raise invalid(name, "must carry a UTC offset (e.g. 2026-11-02T08:00:00Z)")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00 or 9999-12-31T23:59-14:00 in UTC
+        raise invalid(name, "out of range once in UTC") from None
 
 
 def query_time(request: web.Request, name: str) -> datetime | None:
