@@ -3,13 +3,17 @@ talks to ``/api/v1/`` with the session cookie and its CSRF token."""
 
 from __future__ import annotations
 
+import errno
 import html
 from pathlib import Path
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
+from multidict import MultiDictProxy
 
 from telematics.api.auth import SESSION_COOKIE, session_of
+from telematics.api.errors import Handler
 from telematics.api.keys import CLOCK, DB
 from telematics.config import Settings
 from telematics.store import sessions
@@ -23,6 +27,15 @@ def _same_origin(request: web.Request) -> bool:
     """Refuse cross-site form posts (login CSRF); browsers send Origin on POST."""
     origin = request.headers.get("Origin")
     return origin is None or origin.split("://", 1)[-1] == request.host
+
+
+async def _form(request: web.Request) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
+    """The posted form. One aiohttp cannot parse (not UTF-8, multipart without a boundary
+    or with a part's headers broken) is the client's mistake: a 400, not a 500."""
+    try:
+        return await request.post()
+    except (ValueError, BadHttpMessage):
+        raise web.HTTPBadRequest(text="form: not a readable form body") from None
 
 
 async def root(request: web.Request) -> web.Response:
@@ -39,7 +52,7 @@ async def login_page(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     if not _same_origin(request):
         raise web.HTTPForbidden(text="cross-site sign-in refused")
-    form = await request.post()
+    form = await _form(request)
     user, password = str(form.get("user", "")), str(form.get("password", ""))
     async with request.app[DB].acquire() as conn:
         try:
@@ -61,7 +74,7 @@ async def login(request: web.Request) -> web.Response:
 
 async def logout(request: web.Request) -> web.Response:
     session = await session_of(request)
-    form = await request.post()
+    form = await _form(request)
     if session is not None:
         if form.get("csrf") != session.csrf_token:
             raise web.HTTPForbidden(text="csrf: missing or wrong")
@@ -93,8 +106,23 @@ async def dashboard(request: web.Request) -> web.Response:
     return response
 
 
+@web.middleware
+async def static_not_found(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's file server lets the OS's ENAMETOOLONG for a very long name escape as a
+    500; no file of ours has such a name, so it is a 404."""
+    if not request.path.startswith("/static/"):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        raise web.HTTPNotFound() from None
+
+
 def setup_dashboard(app: web.Application, settings: Settings) -> None:
     app[SETTINGS] = settings
+    app.middlewares.append(static_not_found)
     r = app.router
     r.add_get("/", root)
     r.add_get("/login", login_page)

@@ -46,6 +46,8 @@ async def sign_in(
 ) -> Session:
     """A new session if the password is right; ``UnknownOperator`` otherwise (the same
     error for a wrong id and a wrong password)."""
+    if "\x00" in operator_id:  # no id has one, and PostgreSQL text refuses it (an error)
+        raise UnknownOperator("wrong user or password")
     row = await conn.fetchrow(
         """SELECT id, role, fleets, password_hash FROM operators
            WHERE id = $1 AND disabled_at IS NULL""",
