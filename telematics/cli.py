@@ -9,13 +9,11 @@ import logging
 import sys
 from typing import TypeVar
 
-import asyncpg
-
 from telematics.config import Settings, load_settings
 from telematics.errors import TelematicsError
 from telematics.fleet import VEHICLE_CLASSES
 from telematics.store import registry
-from telematics.store.database import database_url, run_with_db
+from telematics.store.database import connect, database_url, run_with_db
 from telematics.store.migrate import migrate
 
 T = TypeVar("T")
@@ -40,7 +38,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     async def run() -> list[str]:
-        conn = await asyncpg.connect(database_url(settings))
+        conn = await connect(settings)
         try:
             return await migrate(conn)
         finally:
@@ -163,9 +161,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _nul_argument(args: argparse.Namespace) -> str | None:
+    """The first argument holding a NUL character: PostgreSQL cannot store one in text."""
+    for name, value in vars(args).items():
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and "\x00" in v for v in values):
+            return name
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    settings = load_settings()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (name := _nul_argument(args)) is not None:
+        parser.error(f"argument {name}: must not contain a NUL character")
+    try:
+        settings = load_settings()
+    except TelematicsError as exc:  # a bad TELEMATICS_* variable: every command reads them
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

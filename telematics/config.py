@@ -6,6 +6,8 @@ Every setting is documented in the README's Settings table; keep the two in step
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,24 +31,42 @@ def read_json_object(path: str, what: str) -> dict[str, Any]:
     return data
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int, low: int = 1, high: int | None = None) -> int:
+    """An integer setting in ``[low, high]``: a count or size of zero or less is a typo
+    that would otherwise surface later as a hang or a crash far from its cause."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ConfigError(f"{name}: must be an integer, got {raw!r}") from None
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"{name}: must be {bounds}, got {value}")
+    return value
 
 
-def _env_float(name: str, default: float) -> float:
+def _env_float(name: str, default: float, *, zero_ok: bool = False) -> float:
+    """A positive (or zero, if ``zero_ok``) finite number; ``nan`` and ``inf`` parse too."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}: must be a number, got {raw!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        least = "zero or more" if zero_ok else "a positive number"
+        raise ConfigError(f"{name}: must be {least}, got {raw!r}")
+    return value
+
+
+def _env_log_level(name: str, default: str) -> str:
+    raw = os.environ.get(name) or default
+    if not isinstance(logging.getLevelName(raw.upper()), int):
+        raise ConfigError(f"{name}: must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {raw!r}")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -87,14 +107,14 @@ def load_settings() -> Settings:
         database_url=env("TELEMATICS_DATABASE_URL") or None,
         data_dir=Path(env("TELEMATICS_DATA_DIR") or "var"),
         host=env("TELEMATICS_HOST") or "127.0.0.1",
-        port=_env_int("TELEMATICS_PORT", 8080),
+        port=_env_int("TELEMATICS_PORT", 8080, low=0, high=65535),
         workers=_env_int("TELEMATICS_WORKERS", 1),
         policy_file=env("TELEMATICS_POLICY_FILE") or None,
         escalation_file=env("TELEMATICS_ESCALATION_FILE") or None,
         stale_after_s=_env_float("TELEMATICS_STALE_AFTER_S", 120.0),
         max_pending_items=_env_int("TELEMATICS_MAX_PENDING_ITEMS", 20_000),
         max_flush_items=_env_int("TELEMATICS_MAX_FLUSH_ITEMS", 10_000),
-        flush_interval_ms=_env_float("TELEMATICS_FLUSH_INTERVAL_MS", 50.0),
+        flush_interval_ms=_env_float("TELEMATICS_FLUSH_INTERVAL_MS", 50.0, zero_ok=True),
         db_pool_size=_env_int("TELEMATICS_DB_POOL_SIZE", 4),
         idle_timeout_s=_env_float("TELEMATICS_IDLE_TIMEOUT_S", 60.0),
         ping_interval_s=_env_float("TELEMATICS_PING_INTERVAL_S", 20.0),
@@ -103,7 +123,7 @@ def load_settings() -> Settings:
         max_frames_per_s=_env_float("TELEMATICS_MAX_FRAMES_PER_S", 200.0),
         frame_burst=_env_float("TELEMATICS_FRAME_BURST", 2_000.0),
         garbage_limit=_env_int("TELEMATICS_GARBAGE_LIMIT", 50),
-        log_level=env("TELEMATICS_LOG_LEVEL") or "INFO",
+        log_level=_env_log_level("TELEMATICS_LOG_LEVEL", "INFO"),
         map_tiles=env("TELEMATICS_MAP_TILES") or "",
         map_attribution=env("TELEMATICS_MAP_ATTRIBUTION") or "",
         cookie_secure=(env("TELEMATICS_COOKIE_SECURE") or "true").lower() not in ("0", "false"),

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from telematics.config import Settings
-from telematics.errors import StorageError
+from telematics.errors import ConfigError, StorageError
 from telematics.store.migrate import migrate
 
 T = TypeVar("T")
@@ -41,7 +41,13 @@ def database_url(settings: Settings) -> str:
     """The URL every component connects to; starts the embedded server when none is set."""
     if settings.database_url:
         return settings.database_url
-    server = start_embedded(settings.data_dir)
+    try:
+        server = start_embedded(settings.data_dir)
+    except OSError as exc:  # e.g. TELEMATICS_DATA_DIR names a file, or is not writable
+        raise ConfigError(
+            f"TELEMATICS_DATA_DIR {settings.data_dir}: cannot hold the embedded database"
+            f" ({exc.strerror or exc})"
+        ) from exc
     url: str = server.get_uri(EMBEDDED_DB)
     log.info("embedded PostgreSQL at %s", url)
     return url
@@ -56,14 +62,31 @@ async def create_pool(url: str, size: int = 4) -> asyncpg.Pool:
     return pool
 
 
+async def connect(settings: Settings) -> asyncpg.Connection:
+    """One connection for a command-line tool; a ``StorageError`` naming the setting when
+    the URL is malformed or nothing answers there."""
+    url = database_url(settings)
+    where = "TELEMATICS_DATABASE_URL" if settings.database_url else "the embedded PostgreSQL"
+    try:
+        conn: asyncpg.Connection = await asyncpg.connect(url)
+    except (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # ValueError: asyncpg's own parse of a bad port; InterfaceError: a bad DSN
+        raise StorageError(f"cannot connect to PostgreSQL ({where}): {exc}") from None
+    return conn
+
+
 def run_with_db(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
     """For command-line tools: run ``work`` on one connection to a migrated database."""
 
     async def run() -> T:
-        conn = await asyncpg.connect(database_url(settings))
+        conn = await connect(settings)
         try:
             await migrate(conn)
             return await work(conn)
+        except asyncpg.DataError as exc:
+            # Input the checks let through but PostgreSQL refuses (say, a NUL in a text):
+            # the command fails as a whole, with the database's reason.
+            raise StorageError(f"the database refused the input: {exc}") from None
         finally:
             await conn.close()
 
