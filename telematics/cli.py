@@ -56,21 +56,50 @@ def cmd_vehicle_add(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def read_vehicles_csv(path: str) -> list[registry.NewVehicle]:
+    """Every row of an ``id,fleet,class[,plate]`` file, checked; a ``TelematicsError``
+    naming the file and line of the first bad one, so the import stores all or nothing."""
+    vehicles: list[registry.NewVehicle] = []
+    first_line: dict[str, int] = {}
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle, strict=True)
+            missing = {"id", "fleet", "class"} - set(reader.fieldnames or ())
+            if missing:
+                raise TelematicsError(f"{path}: missing columns {', '.join(sorted(missing))}")
+            width = len(reader.fieldnames or ())
+            for row in reader:
+                where = f"{path}:{reader.line_num}"
+                # DictReader files surplus fields under None and fills short rows with None
+                if None in row or None in row.values():
+                    raise TelematicsError(f"{where}: expected {width} fields, like the header")
+                new = registry.NewVehicle(
+                    row["id"].strip(),
+                    row["fleet"].strip(),
+                    row["class"].strip(),
+                    (row.get("plate") or "").strip() or None,
+                )
+                try:
+                    registry.check_new_vehicle(new)
+                except TelematicsError as exc:
+                    raise TelematicsError(f"{where}: {exc}") from None
+                if new.id in first_line:
+                    raise TelematicsError(
+                        f"{where}: vehicle {new.id} already on line {first_line[new.id]}"
+                    )
+                first_line[new.id] = reader.line_num
+                vehicles.append(new)
+    except OSError as exc:
+        raise TelematicsError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise TelematicsError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except csv.Error as exc:
+        raise TelematicsError(f"{path}: not readable as CSV ({exc})") from None
+    return vehicles
+
+
 def cmd_vehicle_import(args: argparse.Namespace, settings: Settings) -> int:
-    with open(args.file, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"id", "fleet", "class"} - set(reader.fieldnames or ())
-        if missing:
-            raise TelematicsError(f"{args.file}: missing columns {', '.join(sorted(missing))}")
-        vehicles = [
-            registry.NewVehicle(
-                row["id"].strip(),
-                row["fleet"].strip(),
-                row["class"].strip(),
-                (row.get("plate") or "").strip() or None,
-            )
-            for row in reader
-        ]
+    vehicles = read_vehicles_csv(args.file)
     pairs = run_with_db(settings, lambda conn: registry.add_vehicles(conn, vehicles))
     out = csv.writer(sys.stdout, lineterminator="\n")
     out.writerows(pairs)

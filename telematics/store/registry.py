@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,16 +32,35 @@ class NewVehicle:
     plate: str | None = None
 
 
+MAX_ID_LEN = 64
+MAX_PLATE_LEN = 32
+
+
+def shown(text: str, limit: int = 40) -> str:
+    """``text`` quoted for an error message, cut short: a one-line error stays one line."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}… ({len(text)} characters)"
+
+
 def check_new_vehicle(v: NewVehicle) -> None:
-    if not v.id or len(v.id) > 64 or not v.id.isprintable() or "," in v.id:
-        raise TelematicsError(f"vehicle id {v.id!r}: 1–64 printable characters, no commas")
+    if not v.id or len(v.id) > MAX_ID_LEN or not v.id.isprintable() or "," in v.id:
+        raise TelematicsError(
+            f"vehicle id {shown(v.id)}: 1–{MAX_ID_LEN} printable characters, no commas"
+        )
     if v.vehicle_class not in VEHICLE_CLASSES:
         raise TelematicsError(
             f"vehicle {v.id}: class must be one of {', '.join(VEHICLE_CLASSES)},"
-            f" got {v.vehicle_class!r}"
+            f" got {shown(v.vehicle_class)}"
         )
     if not v.fleet_id:
         raise TelematicsError(f"vehicle {v.id}: fleet is required")
+    if len(v.fleet_id) > MAX_ID_LEN or not v.fleet_id.isprintable():
+        raise TelematicsError(
+            f"vehicle {v.id}: fleet {shown(v.fleet_id)}: 1–{MAX_ID_LEN} printable characters"
+        )
+    if v.plate is not None and (len(v.plate) > MAX_PLATE_LEN or not v.plate.isprintable()):
+        raise TelematicsError(
+            f"vehicle {v.id}: plate {shown(v.plate)}: at most {MAX_PLATE_LEN} printable characters"
+        )
 
 
 async def add_vehicles(
@@ -52,7 +72,8 @@ async def add_vehicles(
         check_new_vehicle(v)
     ids = [v.id for v in batch]
     if len(set(ids)) != len(ids):
-        raise TelematicsError("duplicate vehicle ids in input")
+        twice = sorted(i for i, n in Counter(ids).items() if n > 1)[:5]
+        raise TelematicsError(f"duplicate vehicle ids in input: {', '.join(twice)}")
     tokens = [new_token() for _ in batch]
     async with conn.transaction():
         existing = await conn.fetch("SELECT id FROM vehicles WHERE id = ANY($1::text[])", ids)
