@@ -160,7 +160,11 @@ def load_policy(path: str | None = None) -> InterventionPolicy:
     """The packaged ``escalation.json``, or a complete policy file of your own."""
     if path is None:
         return _packaged()
-    return parse_policy(read_json_object(path, "escalation policy"))
+    data = read_json_object(path, "escalation policy")
+    try:
+        return parse_policy(data)
+    except ConfigError as exc:  # say which file: the message alone names only the setting
+        raise ConfigError(f"escalation policy {path}: {exc}") from None
 
 
 @cache

@@ -61,7 +61,10 @@ def report_command(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"unknown report {args.report_command!r}")
     now = datetime.now(UTC)
     until: datetime = args.until or now
-    since: datetime = args.since or until - DEFAULT_PERIOD
+    try:
+        since: datetime = args.since or until - DEFAULT_PERIOD
+    except OverflowError:  # --until in the first week of year 1: no default period before it
+        raise ReportError(f"--until {until.isoformat()}: too early; give --since") from None
     if until <= since:
         raise ReportError(
             f"--until ({until.isoformat()}) must be after --since ({since.isoformat()})"

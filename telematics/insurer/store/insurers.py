@@ -42,6 +42,11 @@ class Policy:
 async def add_insurer(conn: asyncpg.Connection, insurer_id: str, name: str) -> None:
     if not insurer_id.strip() or not name.strip():
         raise InsurerError("insurer: id and name must not be empty")
+    # the id goes into API keys' audit trail and every URL the insurer is shown under
+    if len(insurer_id) > 64 or not insurer_id.isprintable():
+        raise InsurerError("insurer: id must be 1–64 printable characters")
+    if len(name) > 200:
+        raise InsurerError("insurer: name must be at most 200 characters")
     try:
         await conn.execute("INSERT INTO insurers (id, name) VALUES ($1, $2)", insurer_id, name)
     except asyncpg.UniqueViolationError:
