@@ -11,13 +11,16 @@ import json
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from telematics.cliargs import iso_datetime
+from telematics.cliargs import iso_datetime, positive_float, positive_int, share
 from telematics.config import Settings
 from telematics.errors import ConfigError, TelematicsError
+
+if TYPE_CHECKING:
+    from ml.model import Budget
 
 DEFAULT_SYNTHETIC = 1_000_000
 HELD_OUT = 50_000  # rows of each held-out set; the evaluation grades them by the rules too
@@ -35,7 +38,9 @@ def add_ml_parser(subparsers: Any) -> None:
     ds.add_argument(
         "--until", type=iso_datetime, default=None, help="ISO 8601, exclusive (default now)"
     )
-    ds.add_argument("--horizon-min", type=float, default=30.0, help="label horizon (default 30)")
+    ds.add_argument(
+        "--horizon-min", type=positive_float, default=30.0, help="label horizon (default 30)"
+    )
     ds.add_argument("--lookback-h", type=float, default=12.0,
                     help="history replayed before --since (default 12)")  # fmt: skip
     ds.add_argument("--fleet", help="only this fleet's vehicles")
@@ -44,12 +49,12 @@ def add_ml_parser(subparsers: Any) -> None:
 
     tr = sub.add_parser("train", help="fit, calibrate and register a model")
     src = tr.add_mutually_exclusive_group()
-    src.add_argument("--synthetic", type=int, metavar="N", help=f"generated alarms "
+    src.add_argument("--synthetic", type=positive_int, metavar="N", help=f"generated alarms "
                      f"(the default, N={DEFAULT_SYNTHETIC})")  # fmt: skip
     src.add_argument("--data", type=Path, help="a CSV from `ml dataset`")
     tr.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
-    tr.add_argument("--moderate", type=float, default=0.15, help="moderate share (0.15)")
-    tr.add_argument("--severe", type=float, default=0.001, help="severe share (0.001)")
+    tr.add_argument("--moderate", type=share, default=0.15, help="moderate share (0.15)")
+    tr.add_argument("--severe", type=share, default=0.001, help="severe share (0.001)")
     tr.add_argument("--model-dir", type=Path, help="default TELEMATICS_MODEL_DIR")
     tr.add_argument("--no-activate", action="store_true", help="register without activating")
     tr.set_defaults(func=cmd_train)
@@ -58,19 +63,19 @@ def add_ml_parser(subparsers: Any) -> None:
     ev.add_argument("--version", help="default: the active one")
     ev.add_argument("--model-dir", type=Path, help="default TELEMATICS_MODEL_DIR")
     ev.add_argument("--data", type=Path, help="evaluate on this CSV instead of generated sets")
-    ev.add_argument("--rows", type=int, default=HELD_OUT, help="rows per generated set")
+    ev.add_argument("--rows", type=positive_int, default=HELD_OUT, help="rows per generated set")
     ev.add_argument("--seed", type=int, default=None,
                     help="held-out seed (default: the training seed + 1000)")  # fmt: skip
     ev.add_argument("--out", type=Path, help="report directory (default var/reports/VERSION)")
     ev.set_defaults(func=cmd_evaluate)
 
     rb = sub.add_parser("rebands", help="bands re-chosen on this deployment's recent alarms")
-    rb.add_argument("--days", type=float, default=7.0,
+    rb.add_argument("--days", type=positive_float, default=7.0,
                     help="alarms raised in the last N days (default 7)")  # fmt: skip
-    rb.add_argument("--min-alarms", type=int, default=1000,
+    rb.add_argument("--min-alarms", type=positive_int, default=1000,
                     help="refuse with fewer graded alarms (default 1000)")  # fmt: skip
-    rb.add_argument("--moderate", type=float, default=0.15, help="moderate share (0.15)")
-    rb.add_argument("--severe", type=float, default=0.001, help="severe share (0.001)")
+    rb.add_argument("--moderate", type=share, default=0.15, help="moderate share (0.15)")
+    rb.add_argument("--severe", type=share, default=0.001, help="severe share (0.001)")
     rb.add_argument("--model-dir", type=Path, help="default TELEMATICS_MODEL_DIR")
     rb.add_argument("--no-activate", action="store_true", help="register without activating")
     rb.set_defaults(func=cmd_rebands)
@@ -88,6 +93,14 @@ def _model_dir(args: argparse.Namespace, settings: Settings) -> Path:
     return args.model_dir if args.model_dir is not None else settings.model_dir
 
 
+def _budget(args: argparse.Namespace) -> Budget:
+    from ml.model import Budget
+
+    if args.moderate + args.severe >= 1:  # Budget itself calls that a bug (UsageError)
+        raise ConfigError("--moderate + --severe must be below 1 (the rest is general)")
+    return Budget(args.moderate, args.severe)
+
+
 def cmd_dataset(args: argparse.Namespace, settings: Settings) -> int:
     from ml.dataset import export_dataset
     from ml.rows import write_csv
@@ -96,6 +109,9 @@ def cmd_dataset(args: argparse.Namespace, settings: Settings) -> int:
     until = args.until or datetime.now(UTC)
     if until <= args.since:
         raise ConfigError("--until must be after --since")
+    # refuse an --out that cannot be written before the export's queries, not after
+    if args.out.is_dir() or not args.out.parent.is_dir():
+        raise ConfigError(f"--out {args.out}: not a file in an existing directory")
     rows, unmatched = run_with_db(
         settings,
         lambda conn: export_dataset(
@@ -103,7 +119,10 @@ def cmd_dataset(args: argparse.Namespace, settings: Settings) -> int:
             lookback=timedelta(hours=args.lookback_h), fleet=args.fleet,
         ),
     )  # fmt: skip
-    n = write_csv(args.out, rows)
+    try:
+        n = write_csv(args.out, rows)
+    except OSError as exc:
+        raise ConfigError(f"--out {args.out}: cannot write ({exc.strerror or exc})") from None
     positives = sum(r.label for r in rows)
     print(f"wrote {n} alarms ({positives} followed by a collision) to {args.out}"
           + (f"; {unmatched} alarms had no stored items to replay" if unmatched else ""),
@@ -126,7 +145,7 @@ def _load_csv(path: Path) -> tuple[Any, np.ndarray[Any, np.dtype[np.bool_]], dic
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
-    from ml.model import Budget, train
+    from ml.model import train
     from ml.registry import save_model
     from ml.synth import generate
 
@@ -139,7 +158,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         data = {"source": "synthetic", "rows": n, "seed": args.seed,
                 "from": datetime.fromtimestamp(float(cols.ts.min()), UTC).isoformat(),
                 "to": datetime.fromtimestamp(float(cols.ts.max()), UTC).isoformat()}  # fmt: skip
-    model = train(cols, label, Budget(args.moderate, args.severe))
+    model = train(cols, label, _budget(args))
     version = save_model(_model_dir(args, settings), model, {"data": data},
                          activate=not args.no_activate)  # fmt: skip
     info = model.info
@@ -198,7 +217,6 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_rebands(args: argparse.Namespace, settings: Settings) -> int:
-    from ml.model import Budget
     from ml.rebands import graded_probabilities, reband, same_scores
     from ml.registry import active_version
     from telematics.store.database import run_with_db
@@ -207,7 +225,7 @@ def cmd_rebands(args: argparse.Namespace, settings: Settings) -> int:
     active = active_version(directory)
     if active is None:
         raise ConfigError(f"no active severity model in {directory}")
-    budget = Budget(args.moderate, args.severe)
+    budget = _budget(args)
     until = datetime.now(UTC)
     since = until - timedelta(days=args.days)
     versions = same_scores(directory, active)
