@@ -9,6 +9,7 @@ import logging
 import sys
 from typing import TypeVar
 
+from telematics.cliargs import port_number, positive_float, positive_int
 from telematics.config import Settings, load_settings
 from telematics.errors import TelematicsError
 from telematics.fleet import VEHICLE_CLASSES
@@ -131,8 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the server (device endpoint, APIs)")
     serve.add_argument("--host", help="listen address (TELEMATICS_HOST, default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="listen port (TELEMATICS_PORT, default 8080)")
-    serve.add_argument("--workers", type=int, help="processes sharing the port (default 1)")
+    serve.add_argument(
+        "--port", type=port_number, help="listen port (TELEMATICS_PORT, default 8080)"
+    )
+    serve.add_argument(
+        "--workers", type=positive_int, help="processes sharing the port (default 1)"
+    )
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=cmd_serve)
 
@@ -155,10 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.set_defaults(func=cmd_vehicle_revoke)
 
     demo = sub.add_parser("demo", help="embedded database + server + simulated fleet, live")
-    demo.add_argument("--vehicles", type=int, default=200)
-    demo.add_argument("--rate", type=float, default=1.0, help="telemetry items/s per vehicle")
+    demo.add_argument("--vehicles", type=positive_int, default=200)
+    demo.add_argument(
+        "--rate", type=positive_float, default=1.0, help="telemetry items/s per vehicle"
+    )
     demo.add_argument("--duration", type=float, default=0.0, help="seconds; 0 = until Ctrl-C")
-    demo.add_argument("--port", type=int, default=None)
+    demo.add_argument("--port", type=port_number, default=None)
     demo.add_argument("--seed", type=int, default=1)
     demo.set_defaults(func=cmd_demo)
 
