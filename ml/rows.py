@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ml.synth import Alarms
 from telematics.classify.context import GradingInput
+from telematics.csvfile import file_errors
 from telematics.errors import TelematicsError
 
 _INPUT_FIELDS = (
@@ -66,25 +67,18 @@ def write_csv(path: Path, rows: Iterable[LabelledAlarm]) -> int:
 
 
 def read_csv(path: Path) -> list[LabelledAlarm]:
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            missing = set(HEADER) - set(reader.fieldnames or ())
-            if missing:
-                raise DatasetError(f"{path}: missing columns {', '.join(sorted(missing))}")
-            out = []
-            for row in reader:
-                try:
-                    out.append(_row(row))
-                except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                    # TypeError/AttributeError: a short row's missing fields are None
-                    raise DatasetError(f"{path}:{reader.line_num}: {exc}") from None
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except csv.Error as exc:
-        raise DatasetError(f"{path}: not readable as CSV ({exc})") from None
+    with file_errors(path, DatasetError), path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = set(HEADER) - set(reader.fieldnames or ())
+        if missing:
+            raise DatasetError(f"{path}: missing columns {', '.join(sorted(missing))}")
+        out = []
+        for row in reader:
+            try:
+                out.append(_row(row))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                # TypeError/AttributeError: a short row's missing fields are None
+                raise DatasetError(f"{path}:{reader.line_num}: {exc}") from None
     return out
 
 

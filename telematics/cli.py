@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from telematics.cliargs import port_number, positive_float, positive_int
 from telematics.config import Settings, load_settings
+from telematics.csvfile import file_errors
 from telematics.errors import TelematicsError
 from telematics.fleet import VEHICLE_CLASSES
 from telematics.store import registry
@@ -62,40 +63,33 @@ def read_vehicles_csv(path: str) -> list[registry.NewVehicle]:
     naming the file and line of the first bad one, so the import stores all or nothing."""
     vehicles: list[registry.NewVehicle] = []
     first_line: dict[str, int] = {}
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle, strict=True)
-            missing = {"id", "fleet", "class"} - set(reader.fieldnames or ())
-            if missing:
-                raise TelematicsError(f"{path}: missing columns {', '.join(sorted(missing))}")
-            width = len(reader.fieldnames or ())
-            for row in reader:
-                where = f"{path}:{reader.line_num}"
-                # DictReader files surplus fields under None and fills short rows with None
-                if None in row or None in row.values():
-                    raise TelematicsError(f"{where}: expected {width} fields, like the header")
-                new = registry.NewVehicle(
-                    row["id"].strip(),
-                    row["fleet"].strip(),
-                    row["class"].strip(),
-                    (row.get("plate") or "").strip() or None,
+    with file_errors(path, TelematicsError), open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle, strict=True)
+        missing = {"id", "fleet", "class"} - set(reader.fieldnames or ())
+        if missing:
+            raise TelematicsError(f"{path}: missing columns {', '.join(sorted(missing))}")
+        width = len(reader.fieldnames or ())
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            # DictReader files surplus fields under None and fills short rows with None
+            if None in row or None in row.values():
+                raise TelematicsError(f"{where}: expected {width} fields, like the header")
+            new = registry.NewVehicle(
+                row["id"].strip(),
+                row["fleet"].strip(),
+                row["class"].strip(),
+                (row.get("plate") or "").strip() or None,
+            )
+            try:
+                registry.check_new_vehicle(new)
+            except TelematicsError as exc:
+                raise TelematicsError(f"{where}: {exc}") from None
+            if new.id in first_line:
+                raise TelematicsError(
+                    f"{where}: vehicle {new.id} already on line {first_line[new.id]}"
                 )
-                try:
-                    registry.check_new_vehicle(new)
-                except TelematicsError as exc:
-                    raise TelematicsError(f"{where}: {exc}") from None
-                if new.id in first_line:
-                    raise TelematicsError(
-                        f"{where}: vehicle {new.id} already on line {first_line[new.id]}"
-                    )
-                first_line[new.id] = reader.line_num
-                vehicles.append(new)
-    except OSError as exc:
-        raise TelematicsError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise TelematicsError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except csv.Error as exc:
-        raise TelematicsError(f"{path}: not readable as CSV ({exc})") from None
+            first_line[new.id] = reader.line_num
+            vehicles.append(new)
     return vehicles
 
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
+
+N = TypeVar("N", int, float)
 
 
 def iso_datetime(text: str) -> datetime:
@@ -18,12 +22,16 @@ def iso_datetime(text: str) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+def _parsed(text: str, convert: Callable[[str], N], what: str) -> N:
+    try:
+        return convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+
+
 def positive_int(text: str) -> int:
     """A count of at least 1 (argparse's ``int`` takes 0 and negatives)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    value = _parsed(text, int, "an integer")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
@@ -31,10 +39,7 @@ def positive_int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     """A finite number above 0 (argparse's ``float`` takes ``nan``, ``inf`` and negatives)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    value = _parsed(text, float, "a number")
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
     return value
@@ -42,10 +47,7 @@ def positive_float(text: str) -> float:
 
 def share(text: str) -> float:
     """A fraction in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    value = _parsed(text, float, "a number")
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text!r}")
     return value
@@ -53,10 +55,7 @@ def share(text: str) -> float:
 
 def port_number(text: str) -> int:
     """A TCP port, 0–65535 (0: any free port)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    value = _parsed(text, int, "an integer")
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
     return value

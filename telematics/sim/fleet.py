@@ -9,6 +9,7 @@ import logging
 import random
 import time
 
+from telematics.csvfile import file_errors
 from telematics.errors import ConfigError
 from telematics.sim.config import SimConfig, UnitSpec
 from telematics.sim.pacer import Pacer
@@ -122,27 +123,22 @@ def read_tokens(path: str) -> list[UnitSpec]:
     defaults to ``coach``.
     """
     specs: list[UnitSpec] = []
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            first = True
-            reader = csv.reader(fh, strict=True)
-            for row in reader:
-                lineno = reader.line_num
-                fields = [f.strip() for f in row]
-                if not fields or not any(fields):
-                    continue
-                if first and fields[0].lower() == "id":
-                    first = False
-                    continue
+    with file_errors(path, ConfigError), open(path, newline="", encoding="utf-8") as fh:
+        first = True
+        reader = csv.reader(fh, strict=True)
+        for row in reader:
+            lineno = reader.line_num
+            fields = [f.strip() for f in row]
+            if not fields or not any(fields):
+                continue
+            if first and fields[0].lower() == "id":
                 first = False
-                if len(fields) < 2 or not fields[0] or not fields[1]:
-                    raise ConfigError(f"{path}:{lineno}: expected id,token[,class]")
-                if not all(f.isprintable() for f in fields):  # a token goes into a header
-                    raise ConfigError(f"{path}:{lineno}: control characters in id,token[,class]")
-                vehicle_class = fields[2] if len(fields) > 2 and fields[2] else "coach"
-                specs.append(UnitSpec(fields[0], fields[1], vehicle_class))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except csv.Error as exc:
-        raise ConfigError(f"{path}: not readable as CSV ({exc})") from None
+                continue
+            first = False
+            if len(fields) < 2 or not fields[0] or not fields[1]:
+                raise ConfigError(f"{path}:{lineno}: expected id,token[,class]")
+            if not all(f.isprintable() for f in fields):  # a token goes into a header
+                raise ConfigError(f"{path}:{lineno}: control characters in id,token[,class]")
+            vehicle_class = fields[2] if len(fields) > 2 and fields[2] else "coach"
+            specs.append(UnitSpec(fields[0], fields[1], vehicle_class))
     return specs
