@@ -23,6 +23,7 @@ T = TypeVar("T")
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from telematics import server
+    from telematics.insurer.worker import WorkerSettings
     from telematics.runtime import install_fast_loop
 
     settings = settings.with_overrides(
@@ -30,6 +31,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port if args.port is not None else settings.port,
         workers=args.workers if args.workers is not None else settings.workers,
     )
+    # Read here, not first in each worker's background task: a bad value stops `serve`
+    # with one line instead of silently leaving insurer webhooks undelivered.
+    WorkerSettings.from_env()
     url = database_url(settings)
     if args.reuse_port:
         install_fast_loop()

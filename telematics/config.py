@@ -47,7 +47,7 @@ def _env_int(name: str, default: int, low: int = 1, high: int | None = None) -> 
     return value
 
 
-def _env_float(name: str, default: float, *, zero_ok: bool = False) -> float:
+def env_float(name: str, default: float, *, zero_ok: bool = False) -> float:
     """A positive (or zero, if ``zero_ok``) finite number; ``nan`` and ``inf`` parse too."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -111,17 +111,17 @@ def load_settings() -> Settings:
         workers=_env_int("TELEMATICS_WORKERS", 1),
         policy_file=env("TELEMATICS_POLICY_FILE") or None,
         escalation_file=env("TELEMATICS_ESCALATION_FILE") or None,
-        stale_after_s=_env_float("TELEMATICS_STALE_AFTER_S", 120.0),
+        stale_after_s=env_float("TELEMATICS_STALE_AFTER_S", 120.0),
         max_pending_items=_env_int("TELEMATICS_MAX_PENDING_ITEMS", 20_000),
         max_flush_items=_env_int("TELEMATICS_MAX_FLUSH_ITEMS", 10_000),
-        flush_interval_ms=_env_float("TELEMATICS_FLUSH_INTERVAL_MS", 50.0, zero_ok=True),
+        flush_interval_ms=env_float("TELEMATICS_FLUSH_INTERVAL_MS", 50.0, zero_ok=True),
         db_pool_size=_env_int("TELEMATICS_DB_POOL_SIZE", 4),
-        idle_timeout_s=_env_float("TELEMATICS_IDLE_TIMEOUT_S", 60.0),
-        ping_interval_s=_env_float("TELEMATICS_PING_INTERVAL_S", 20.0),
-        intervention_resend_s=_env_float("TELEMATICS_INTERVENTION_RESEND_S", 5.0),
-        intervention_expire_s=_env_float("TELEMATICS_INTERVENTION_EXPIRE_S", 3600.0),
-        max_frames_per_s=_env_float("TELEMATICS_MAX_FRAMES_PER_S", 200.0),
-        frame_burst=_env_float("TELEMATICS_FRAME_BURST", 2_000.0),
+        idle_timeout_s=env_float("TELEMATICS_IDLE_TIMEOUT_S", 60.0),
+        ping_interval_s=env_float("TELEMATICS_PING_INTERVAL_S", 20.0),
+        intervention_resend_s=env_float("TELEMATICS_INTERVENTION_RESEND_S", 5.0),
+        intervention_expire_s=env_float("TELEMATICS_INTERVENTION_EXPIRE_S", 3600.0),
+        max_frames_per_s=env_float("TELEMATICS_MAX_FRAMES_PER_S", 200.0),
+        frame_burst=env_float("TELEMATICS_FRAME_BURST", 2_000.0),
         garbage_limit=_env_int("TELEMATICS_GARBAGE_LIMIT", 50),
         log_level=_env_log_level("TELEMATICS_LOG_LEVEL", "INFO"),
         map_tiles=env("TELEMATICS_MAP_TILES") or "",

@@ -503,3 +503,21 @@ def test_data_dir_is_a_file(cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.delenv("TELEMATICS_DATABASE_URL")
     monkeypatch.setenv("TELEMATICS_DATA_DIR", str(afile))
     refused(cli("vehicle", "revoke", "V1"), str(afile))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TELEMATICS_WEBHOOK_POLL_S", "soon"),
+        ("TELEMATICS_WEBHOOK_LEASE_S", "0"),
+        ("TELEMATICS_WEBHOOK_TIMEOUT_S", "nan"),
+        ("TELEMATICS_WEBHOOK_RETRY_CAP_S", "inf"),
+    ],
+)
+def test_bad_webhook_settings_stop_serve_before_it_starts(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    """Read at start: in each worker's delivery task they only killed that task, and the
+    insurers' webhooks silently stopped."""
+    monkeypatch.setenv(name, value)
+    refused(cli("serve", "--port", "0"), name)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +19,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import asyncpg
 
-from telematics.errors import ConfigError
+from telematics.config import env_float
 from telematics.insurer import egress, signing
 from telematics.insurer.backoff import BASE_S, CAP_S, GONE, is_success, retry_delay
 from telematics.insurer.store import webhooks as store
@@ -40,20 +39,18 @@ class WorkerSettings:
     @classmethod
     def from_env(cls) -> WorkerSettings:
         """``TELEMATICS_WEBHOOK_POLL_S``, ``…_LEASE_S``, ``…_TIMEOUT_S``, ``…_RETRY_BASE_S``,
-        ``…_RETRY_CAP_S`` (seconds)."""
-        values: dict[str, float] = {}
-        for name in ("poll_s", "lease_s", "timeout_s", "retry_base_s", "retry_cap_s"):
-            env = f"TELEMATICS_WEBHOOK_{name.upper()}"
-            raw = os.environ.get(env)
-            if raw is None:
-                continue
-            try:
-                values[name] = float(raw)
-            except ValueError:
-                raise ConfigError(f"{env}: must be a number of seconds") from None
-            if values[name] <= 0:
-                raise ConfigError(f"{env}: must be > 0")
-        return cls(batch=cls.batch, **values)
+        ``…_RETRY_CAP_S`` (seconds, positive and finite; ``serve`` checks them at start)."""
+
+        def seconds(name: str, default: float) -> float:
+            return env_float(f"TELEMATICS_WEBHOOK_{name.upper()}", default)
+
+        return cls(
+            poll_s=seconds("poll_s", cls.poll_s),
+            lease_s=seconds("lease_s", cls.lease_s),
+            timeout_s=seconds("timeout_s", cls.timeout_s),
+            retry_base_s=seconds("retry_base_s", cls.retry_base_s),
+            retry_cap_s=seconds("retry_cap_s", cls.retry_cap_s),
+        )
 
 
 async def send(session: aiohttp.ClientSession, due: store.Due) -> tuple[int | None, str | None]:
