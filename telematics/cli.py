@@ -56,7 +56,9 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_vehicle_add(args: argparse.Namespace, settings: Settings) -> int:
-    new = registry.NewVehicle(args.id, args.fleet, args.vehicle_class, args.plate)
+    # Spaces trimmed and an empty plate is none, as in `vehicle import`.
+    plate = (args.plate or "").strip() or None
+    new = registry.NewVehicle(args.id.strip(), args.fleet.strip(), args.vehicle_class, plate)
     pairs = run_with_db(settings, lambda conn: registry.add_vehicles(conn, [new]))
     print(pairs[0][1])  # only the token on stdout, so scripts can capture it
     return 0

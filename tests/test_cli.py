@@ -46,6 +46,17 @@ async def test_vehicle_add_prints_only_the_token(db_url: str, db: asyncpg.Connec
     await server.stop()
 
 
+async def test_vehicle_add_stores_an_empty_plate_as_none(
+    db_url: str, db: asyncpg.Connection
+) -> None:
+    done = run_cli(
+        db_url, "vehicle", "add", " V1 ", "--fleet", "F", "--class", "bus", "--plate", " "
+    )
+    assert done.returncode == 0, done.stderr
+    row = await db.fetchrow("SELECT id, plate FROM vehicles")
+    assert row["id"] == "V1" and row["plate"] is None  # as `vehicle import` stores them
+
+
 async def test_vehicle_add_rejects_bad_class_and_duplicates(db_url: str) -> None:
     bad = run_cli(db_url, "vehicle", "add", "X", "--fleet", "F", "--class", "tractor")
     assert bad.returncode != 0 and "tractor" in bad.stderr
