@@ -247,6 +247,7 @@ ZONE_CASES: dict[str, tuple[bytes | None, list[str]]] = {
     "unknown-kind": (feature(SQUARE, kind="mall"), ["kind", "mall"]),
     "bad-speed": (feature(SQUARE, kind="speed_limit", speed_limit_kmh="fast"), ["speed_limit"]),
     "nul-id": (feature(SQUARE, id="Z\u0000"), ["id"]),
+    "nul-name": (feature(SQUARE, name="depot\u0000"), ["name", "nul"]),
     "huge-name": (feature(SQUARE, name=LONG), ["name"]),
     "missing-file": (None, ["no such file"]),
 }

@@ -95,6 +95,8 @@ def _check_zone(z: Zone) -> None:
         )
     if not isinstance(z.name, str) or not z.name or len(z.name) > MAX_NAME_LEN:
         raise ZoneError("name", f"1–{MAX_NAME_LEN} characters, got {_shown(z.name)}", zid)
+    if "\x00" in z.name:  # PostgreSQL text cannot hold it (the API refuses it earlier)
+        raise ZoneError("name", "contains a NUL character", zid)
     if z.speed_limit_kmh is not None:
         _check_number("speed_limit_kmh", z.speed_limit_kmh, zid)
         if not 0 < z.speed_limit_kmh <= 300:
