@@ -185,12 +185,18 @@ IMPORT_CASES: dict[str, tuple[bytes | None, list[str]]] = {
 }
 
 
+def input_file(tmp_path: Path, name: str, content: bytes | None) -> Path:
+    """``tmp_path / name`` holding ``content``; left uncreated when it is None (a missing file)."""
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    return path
+
+
 @pytest.mark.parametrize("case", IMPORT_CASES)
 def test_vehicle_import(db_cli: Cli, tmp_path: Path, case: str) -> None:
     content, words = IMPORT_CASES[case]
-    path = tmp_path / "fleet.csv"
-    if content is not None:
-        path.write_bytes(content)
+    path = input_file(tmp_path, "fleet.csv", content)
     run = db_cli("vehicle", "import", str(path))
     refused(run, "fleet.csv", *words)
     assert run.out == ""
@@ -256,9 +262,7 @@ ZONE_CASES: dict[str, tuple[bytes | None, list[str]]] = {
 @pytest.mark.parametrize("case", ZONE_CASES)
 def test_zone_import(db_cli: Cli, tmp_path: Path, case: str) -> None:
     content, words = ZONE_CASES[case]
-    path = tmp_path / "zones.geojson"
-    if content is not None:
-        path.write_bytes(content)
+    path = input_file(tmp_path, "zones.geojson", content)
     refused(db_cli("zone", "import", str(path)), *words)
 
 
@@ -302,9 +306,7 @@ def test_report_bad_escalation_file(
     content: bytes | None,
     words: list[str],
 ) -> None:
-    path = tmp_path / "escalation.json"
-    if content is not None:
-        path.write_bytes(content)
+    path = input_file(tmp_path, "escalation.json", content)
     monkeypatch.setenv("TELEMATICS_ESCALATION_FILE", str(path))
     refused(cli("report", "interventions"), "escalation.json", *words)
 
@@ -453,9 +455,7 @@ TOKEN_CASES: dict[str, tuple[bytes | None, list[str]]] = {
 @pytest.mark.parametrize("case", TOKEN_CASES)
 def test_simulate_tokens(cli: Cli, tmp_path: Path, case: str) -> None:
     content, words = TOKEN_CASES[case]
-    path = tmp_path / "tokens.csv"
-    if content is not None:
-        path.write_bytes(content)
+    path = input_file(tmp_path, "tokens.csv", content)
     argv = ["simulate", "--tokens", str(path), "--url", "ws://127.0.0.1:9/v1/device",
             "--duration", "0.1"]  # fmt: skip
     refused(cli(*argv), *words)
