@@ -55,3 +55,12 @@ class StorageError(TelematicsError):
 
 class UsageError(TelematicsError):
     """Our own code called an API wrongly."""
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """``value`` quoted for an error message, cut short: a one-line error stays one line
+    (an id or name of megabytes must not be echoed back whole)."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}… ({len(value)} characters)"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"

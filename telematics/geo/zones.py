@@ -21,7 +21,7 @@ import shapely
 from numpy.typing import NDArray
 from shapely.geometry import MultiPolygon, Polygon, mapping, shape
 
-from telematics.errors import TelematicsError
+from telematics.errors import TelematicsError, shown
 from telematics.geo.context import ZONE_KINDS, ZoneRef
 
 Geometry = Polygon | MultiPolygon
@@ -79,22 +79,14 @@ class Zone:
         )
 
 
-def _shown(value: object, limit: int = 40) -> str:
-    """``value`` for an error message, cut short: one bad property, one short line."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
-
-
 def _check_zone(z: Zone) -> None:
     if not isinstance(z.id, str) or not z.id or len(z.id) > MAX_ID_LEN or not z.id.isprintable():
-        raise ZoneError("id", f"1–{MAX_ID_LEN} printable characters, got {_shown(z.id)}")
+        raise ZoneError("id", f"1–{MAX_ID_LEN} printable characters, got {shown(z.id)}")
     zid = z.id
     if z.kind not in ZONE_KINDS:
-        raise ZoneError(
-            "kind", f"must be one of {', '.join(ZONE_KINDS)}, got {_shown(z.kind)}", zid
-        )
+        raise ZoneError("kind", f"must be one of {', '.join(ZONE_KINDS)}, got {shown(z.kind)}", zid)
     if not isinstance(z.name, str) or not z.name or len(z.name) > MAX_NAME_LEN:
-        raise ZoneError("name", f"1–{MAX_NAME_LEN} characters, got {_shown(z.name)}", zid)
+        raise ZoneError("name", f"1–{MAX_NAME_LEN} characters, got {shown(z.name)}", zid)
     if "\x00" in z.name:  # PostgreSQL text cannot hold it (the API refuses it earlier)
         raise ZoneError("name", "contains a NUL character", zid)
     if z.speed_limit_kmh is not None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from telematics.errors import TelematicsError, UnknownVehicle
+from telematics.errors import TelematicsError, UnknownVehicle, shown
 from telematics.fleet import CLASS_PROFILES, VEHICLE_CLASSES, Vehicle
 
 
@@ -34,11 +34,6 @@ class NewVehicle:
 
 MAX_ID_LEN = 64
 MAX_PLATE_LEN = 32
-
-
-def shown(text: str, limit: int = 40) -> str:
-    """``text`` quoted for an error message, cut short: a one-line error stays one line."""
-    return repr(text) if len(text) <= limit else f"{text[:limit]!r}… ({len(text)} characters)"
 
 
 def check_new_vehicle(v: NewVehicle) -> None:
