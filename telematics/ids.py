@@ -12,8 +12,18 @@ from __future__ import annotations
 
 import random
 
+from telematics.protocol.limits import MAX_ID_LEN
+
 _bits = random.getrandbits
 
 
 def new_id() -> str:
     return f"{_bits(128):032x}"
+
+
+def is_printable_id(value: object) -> bool:
+    """True for a name-like id (vehicle, fleet, zone, insurer): 1–64 printable characters.
+
+    Such ids go into CSV lines, headers, URLs and audit trails, so no control characters.
+    """
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LEN and value.isprintable()

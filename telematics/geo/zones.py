@@ -23,12 +23,13 @@ from shapely.geometry import MultiPolygon, Polygon, mapping, shape
 
 from telematics.errors import TelematicsError, shown
 from telematics.geo.context import ZONE_KINDS, ZoneRef
+from telematics.ids import is_printable_id
+from telematics.protocol.limits import MAX_ID_LEN
 
 Geometry = Polygon | MultiPolygon
 
 #: Metres per degree of latitude (mean Earth radius); a degree of longitude is this × cos(lat).
 M_PER_DEG = 6_371_008.8 * math.pi / 180.0
-MAX_ID_LEN = 64
 MAX_NAME_LEN = 200
 
 
@@ -80,7 +81,7 @@ class Zone:
 
 
 def _check_zone(z: Zone) -> None:
-    if not isinstance(z.id, str) or not z.id or len(z.id) > MAX_ID_LEN or not z.id.isprintable():
+    if not is_printable_id(z.id):
         raise ZoneError("id", f"1–{MAX_ID_LEN} printable characters, got {shown(z.id)}")
     zid = z.id
     if z.kind not in ZONE_KINDS:

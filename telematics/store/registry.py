@@ -14,6 +14,8 @@ import asyncpg
 
 from telematics.errors import TelematicsError, UnknownVehicle, shown
 from telematics.fleet import CLASS_PROFILES, VEHICLE_CLASSES, Vehicle
+from telematics.ids import is_printable_id
+from telematics.protocol.limits import MAX_ID_LEN
 
 
 def new_token() -> str:
@@ -32,12 +34,11 @@ class NewVehicle:
     plate: str | None = None
 
 
-MAX_ID_LEN = 64
 MAX_PLATE_LEN = 32
 
 
 def check_new_vehicle(v: NewVehicle) -> None:
-    if not v.id or len(v.id) > MAX_ID_LEN or not v.id.isprintable() or "," in v.id:
+    if not is_printable_id(v.id) or "," in v.id:
         raise TelematicsError(
             f"vehicle id {shown(v.id)}: 1–{MAX_ID_LEN} printable characters, no commas"
         )
@@ -48,7 +49,7 @@ def check_new_vehicle(v: NewVehicle) -> None:
         )
     if not v.fleet_id:
         raise TelematicsError(f"vehicle {v.id}: fleet is required")
-    if len(v.fleet_id) > MAX_ID_LEN or not v.fleet_id.isprintable():
+    if not is_printable_id(v.fleet_id):
         raise TelematicsError(
             f"vehicle {v.id}: fleet {shown(v.fleet_id)}: 1–{MAX_ID_LEN} printable characters"
         )

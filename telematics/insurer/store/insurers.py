@@ -9,6 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
+from telematics.ids import is_printable_id
 from telematics.insurer.model import (
     CONSENTS,
     KEY_SCOPES,
@@ -17,6 +18,7 @@ from telematics.insurer.model import (
     KeyIdentity,
     UnknownInsurer,
 )
+from telematics.protocol.limits import MAX_ID_LEN
 from telematics.store.registry import token_hash
 
 KEY_PREFIX = "ik_"  # tells an insurer key from an operator token at a glance
@@ -43,8 +45,8 @@ async def add_insurer(conn: asyncpg.Connection, insurer_id: str, name: str) -> N
     if not insurer_id.strip() or not name.strip():
         raise InsurerError("insurer: id and name must not be empty")
     # the id goes into API keys' audit trail and every URL the insurer is shown under
-    if len(insurer_id) > 64 or not insurer_id.isprintable():
-        raise InsurerError("insurer: id must be 1–64 printable characters")
+    if not is_printable_id(insurer_id):
+        raise InsurerError(f"insurer: id must be 1–{MAX_ID_LEN} printable characters")
     if len(name) > 200:
         raise InsurerError("insurer: name must be at most 200 characters")
     try:
