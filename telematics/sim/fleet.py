@@ -91,7 +91,7 @@ async def _drain(units: list[Unit], stats: FleetStats, limit_s: float) -> None:
     """Stop generating; give the server up to ``limit_s`` to acknowledge what was sent."""
     stats.end_steady()
     for unit in units:
-        unit.draining = True
+        unit.drain()
     deadline = time.monotonic() + limit_s
     while stats.unacked_items() and time.monotonic() < deadline:  # noqa: ASYNC110 - polls a sum
         await asyncio.sleep(0.1)

@@ -119,6 +119,11 @@ class Unit:
                 task.cancel()
             self._cancel_drop()
 
+    def drain(self) -> None:
+        """Generate nothing more; send what is held (a short last batch too), take acks."""
+        self.draining = True
+        self._pump()
+
     def abort(self) -> None:
         """Drop the connection at once (used when stopping takes too long)."""
         ws = self._ws
@@ -239,7 +244,10 @@ class Unit:
                 self._paused_until = 0.0
             unsent = outbox.unsent
             if unsent < batch:
-                if flood:
+                if self.draining:  # nothing more will come: send the rest as it is
+                    if unsent == 0:
+                        return
+                elif flood:
                     self._generate(batch - unsent)
                     unsent = outbox.unsent
                 elif unsent == 0 or not outbox.has_unsent_event():

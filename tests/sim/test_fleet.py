@@ -169,6 +169,20 @@ async def test_flood_batches_and_client_drops(fake: FakeServer) -> None:
         fake.assert_no_gaps(unit.token)
 
 
+@pytest.mark.parametrize("flood", [False, True])
+async def test_drain_sends_the_last_short_batch_and_ends(fake: FakeServer, flood: bool) -> None:
+    """Draining generates nothing more and sends a last batch shorter than batch_size:
+    everything generated is acknowledged, long before the drain's limit."""
+    units = [UnitSpec(f"SU-{i}", f"tok-{i}") for i in range(3)]
+    config = _config(fake, units, batch_size=7, duration_s=1.0, drain_s=20.0, flood=flood)
+    stats = await asyncio.wait_for(run_fleet(config), 10.0)
+    assert stats.items_acked > 0
+    assert stats.unacked_items() == 0
+    assert stats.items_generated == stats.items_acked
+    for unit in units:
+        fake.assert_no_gaps(unit.token)
+
+
 async def test_stop_event_stops_the_fleet(fake: FakeServer) -> None:
     stop = asyncio.Event()
     units = [UnitSpec("SU-1", "tok-1")]
