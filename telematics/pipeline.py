@@ -211,6 +211,9 @@ class VehicleProcessor:
         self.tracker = GeofenceTracker(self.zones.index)
         #: Behaviour key → its latest alarm (active, or cleared and not yet forgotten).
         self.alarms: dict[str, AlarmState] = {}
+        #: Highest seq observed (or the cursor it was restored at): newer stored items mean
+        #: another processor had the vehicle meanwhile and this one is out of date.
+        self.seen_seq = 0
         self._new_id = new_id
 
     def restore(self, alarms: Iterable[AlarmState]) -> None:
@@ -318,6 +321,8 @@ class VehicleProcessor:
         seqs = [i.seq for i in items] + [r.seq for r in rejected if r.seq is not None]
         plan.min_seq = min(seqs, default=0)
         plan.max_seq = max(seqs, default=0)
+        if plan.max_seq > self.seen_seq:
+            self.seen_seq = plan.max_seq
         return Observed(plan, steps)
 
     def finish(self, observed: Observed, graded: Sequence[Graded], now: datetime) -> StorePlan:

@@ -45,7 +45,7 @@ async def device_endpoint(request: web.Request) -> web.StreamResponse:
     )
     await ws.prepare(request)
     session = DeviceSession(vehicle.id, last_seq, hub.settings.garbage_limit)
-    conn = DeviceConnection(hub, ws, request, session, await hub.processor_for(vehicle))
+    conn = DeviceConnection(hub, ws, request, session, await hub.processor_for(vehicle, last_seq))
     conn.post(session.welcome(welcome_time()))
     await hub.attach(conn)
     try:

@@ -163,10 +163,20 @@ class Hub:
             del self.connections[conn.vehicle_id]
         self._dirty.pop(conn, None)
 
-    async def processor_for(self, vehicle: Vehicle) -> VehicleProcessor:
-        """The vehicle's processor: kept across reconnects, rebuilt from the database."""
+    async def processor_for(self, vehicle: Vehicle, stored_seq: int) -> VehicleProcessor:
+        """The vehicle's processor: kept across reconnects, rebuilt from the database.
+
+        ``stored_seq`` is the vehicle's cursor as read for this connection. Beyond the
+        last seq the cached processor saw, the vehicle streamed to another worker
+        meanwhile, which may have opened, extended or closed alarms this one never heard
+        of: reusing it would open a second alarm for a behaviour already open.
+        """
         processor = self.processors.get(vehicle.id)
-        if processor is not None and processor.vehicle == vehicle:
+        if (
+            processor is not None
+            and processor.vehicle == vehicle
+            and processor.seen_seq >= stored_seq
+        ):
             self.processors.move_to_end(vehicle.id)
             return processor
         processor = VehicleProcessor(
@@ -174,6 +184,7 @@ class Hub:
         )
         async with self.pool.acquire() as db:
             processor.restore(await alarm_store.active_alarms_of(db, vehicle.id))
+        processor.seen_seq = stored_seq  # read before the alarms: they are at least as new
         self.processors[vehicle.id] = processor
         while len(self.processors) > MAX_CACHED_PROCESSORS:
             self.processors.popitem(last=False)

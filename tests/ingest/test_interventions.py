@@ -102,6 +102,34 @@ async def test_replayed_batch_raises_no_second_alarm(
     await again.close()
 
 
+async def test_a_vehicle_back_from_another_worker_extends_its_open_alarm(
+    db_url: str, db: asyncpg.Connection
+) -> None:
+    """Two workers: the first one keeps the vehicle's processor after the unit leaves; the
+    alarm the second one opened meanwhile must be extended there, not opened twice."""
+    token = await add_vehicle(db_url)
+    first, second = await start_server(db_url), await start_server(db_url)
+    try:
+        unit = await Unit.connect(first.ws_url, token)
+        await unit.send(telemetry(1))
+        await unit.ack_reaching(1)
+        await unit.close()
+        unit = await Unit.connect(second.ws_url, token)
+        await unit.send(event(2, "smoking", 1))
+        await unit.committed_intervention()
+        await unit.close()
+        unit = await Unit.connect(first.ws_url, token)
+        await unit.send(event(3, "smoking", 1))
+        await unit.ack_reaching(3)
+        await unit.close()
+        alarms = await db.fetch("SELECT first_seq, last_seq, occurrences FROM alarms")
+        assert [tuple(a) for a in alarms] == [(2, 3, 2)]
+        assert await db.fetchval("SELECT count(*) FROM interventions") == 1
+    finally:
+        await first.stop()
+        await second.stop()
+
+
 async def test_stale_replay_is_stored_but_not_sent_to_the_cab(
     server: RunningServer, db: asyncpg.Connection
 ) -> None:
