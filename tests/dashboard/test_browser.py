@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from telematics.store import registry
 from telematics.store.operators import add_operator
 from telematics.store.sessions import set_password
 from tests.helpers import RunningServer, Unit, add_vehicle, event, start_server, telemetry
@@ -128,6 +129,48 @@ async def test_dispatcher_sees_the_fleet_live_and_works_a_severe_alarm(
     assert alarms["alarms"] == []
     await unit_a.close()
     await unit_b.close()
+
+
+async def test_views_hidden_while_the_fleet_moves_are_current_when_shown(
+    server: RunningServer, db: asyncpg.Connection, page: Page
+) -> None:
+    """The page draws only the view on screen; the other catches up when shown."""
+    # markup in the plate is shown as text
+    ((_, token),) = await registry.add_vehicles(
+        db, [registry.NewVehicle('V-<b>&"1', "FA", "coach", '<i>苏E&"1')]
+    )
+    await add_user(db, "disp", "dispatcher", None)
+    await sign_in(page, server, "disp")
+    unit = await Unit.connect(server.ws_url, token)
+    now = datetime.now(UTC)
+    await unit.send(
+        telemetry(1, ts=now - timedelta(seconds=2), lat=31.30, lon=120.60, speed_kmh=40)
+    )
+    row = page.locator("#vehicle-table tbody tr").first
+    await expect(row.get_by_test_id("speed")).to_have_text("40", timeout=10_000)
+
+    # On the queue: a new fix and an alarm arrive; the queue shows the alarm at once.
+    await page.click("a[data-tab=alarms]")
+    await unit.send(telemetry(2, ts=now, lat=31.31, lon=120.61, speed_kmh=72.0))
+    await unit.send(event(3, "collision", None))
+    severe = page.locator("tr[data-testid=alarm-row].severe")
+    await expect(severe).to_have_count(1, timeout=10_000)
+    await expect(severe.locator("a")).to_have_text('<i>苏E&"1')
+    await expect(page.locator("#alarm-table i, #alarm-table b")).to_have_count(0)
+    await page.wait_for_function("state.vehicles.get('V-<b>&\"1').speed_kmh === 72", timeout=10_000)
+
+    # Back on the fleet: the list and the map show the fix that came while hidden.
+    await page.click("a[data-tab=fleet]")
+    await expect(row.get_by_test_id("speed")).to_have_text("72", timeout=5_000)
+    moved = await page.evaluate("markers.get('V-<b>&\"1').getLatLng()")
+    assert abs(moved["lat"] - 31.31) < 1e-9 and abs(moved["lng"] - 120.61) < 1e-9
+
+    # An alarm raised while the queue is hidden counts in the tab at once, rows when shown.
+    await unit.send(event(4, "smoking", 1))
+    await expect(page.locator("#queue-count")).to_have_text("2", timeout=10_000)
+    await page.click("a[data-tab=alarms]")
+    await expect(page.locator("tr[data-testid=alarm-row]")).to_have_count(2)
+    await unit.close()
 
 
 async def test_vehicle_page_and_kpis(

@@ -7,11 +7,14 @@ const RANK = { general: 1, moderate: 2, severe: 3 };
 const state = { vehicles: new Map(), alarms: new Map(), sort: { key: "plate", dir: 1 }, live: null };
 const $ = (sel) => document.querySelector(sel);
 
+// A string replace, not a DOM round trip: the queue and the list escape thousands of
+// values a second with a large fleet.
+const ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
 function esc(text) {
-  const d = document.createElement("div");
-  d.textContent = text == null ? "" : String(text);
-  return d.innerHTML;
+  return text == null ? "" : String(text).replace(/[&<>"']/g, (c) => ESCAPES[c]);
 }
+
+const shown = (tab) => $(`#tab-${tab}`).classList.contains("active");
 
 function sev(severity) {
   return `<span class="sev ${severity || "none"}">${severity || "—"}</span>`;
@@ -45,7 +48,8 @@ function route() {
   const [tab, arg] = hash.split("/");
   document.querySelectorAll(".tab").forEach((s) => s.classList.toggle("active", s.id === `tab-${tab}`));
   document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.dataset.tab === tab));
-  if (tab === "fleet") fleetMap.invalidateSize();
+  if (tab === "fleet") { fleetMap.invalidateSize(); drawMarkersBehind(); }
+  if (tab === "fleet" || tab === "alarms") scheduleRender();  // what waited while hidden
   if (tab === "vehicle" && arg) showVehicle(decodeURIComponent(arg));
   if (tab === "kpis") showKpis();
 }
@@ -155,11 +159,22 @@ $("#vehicle-table tbody").addEventListener("click", (e) => {
   if (tr) location.hash = `vehicle/${encodeURIComponent(tr.dataset.vehicle)}`;
 });
 
+// Markers of a hidden map are moved when it is shown again (route()).
+const markersBehind = new Set();
+function drawMarkersBehind() {
+  for (const id of markersBehind) {
+    const v = state.vehicles.get(id);
+    if (v) drawVehicle(v);
+  }
+  markersBehind.clear();
+}
+
 function updateVehicles(list) {
+  const mapShown = shown("fleet");
   for (const v of list) {
     const before = state.vehicles.get(v.id);
     state.vehicles.set(v.id, v);
-    drawVehicle(v);
+    if (mapShown) drawVehicle(v); else markersBehind.add(v.id);
     if (!before || before.plate !== v.plate || before.fleet !== v.fleet) alarmsDirty = true;
   }
   vehiclesDirty = true;
@@ -174,8 +189,11 @@ function scheduleRender() {
   renderQueued = true;
   requestAnimationFrame(() => {
     renderQueued = false;
-    if (alarmsDirty) { alarmsDirty = false; renderAlarms(); }
-    if (vehiclesDirty) {
+    // A hidden view keeps its dirty flag and is drawn when shown (route()).
+    if (alarmsDirty) {
+      if (shown("alarms")) { alarmsDirty = false; renderAlarms(); } else renderQueueCount();
+    }
+    if (vehiclesDirty && shown("fleet")) {
       const wait = 1000 - (performance.now() - lastVehicleRender);
       if (wait > 0) { setTimeout(scheduleRender, wait); return; }
       vehiclesDirty = false;
@@ -209,6 +227,7 @@ function updateAlarms(list, fromSnapshot) {
         (!before || before.severity !== "severe")) {
       alertSound();
     }
+    a.openedMs = Date.parse(a.opened_at);  // the queue's sort key, parsed once
     if (inQueue(a)) state.alarms.set(a.id, a); else state.alarms.delete(a.id);
   }
   refreshFilters();
@@ -225,7 +244,10 @@ function refreshFilters() {
   }
   for (const [sel, values] of [["#f-fleet", fleets], ["#f-kind", kinds]]) {
     const el = $(sel), current = el.value;
-    el.innerHTML = `<option value="">all</option>` + [...values].sort().map((x) => `<option>${esc(x)}</option>`).join("");
+    const html = `<option value="">all</option>` + [...values].sort().map((x) => `<option>${esc(x)}</option>`).join("");
+    if (el.dataset.html === html) continue;  // rebuilding a select resets its state
+    el.innerHTML = html;
+    el.dataset.html = html;
     el.value = current;
   }
 }
@@ -240,6 +262,18 @@ function escalationCell(task) {
   return `${label} in ${left < 60 ? Math.round(left) + " s" : Math.floor(left / 60) + " min " + Math.round(left % 60) + " s"}`;
 }
 
+function renderQueueCount() {
+  let unacked = 0;
+  for (const a of state.alarms.values()) if (!a.acknowledged) unacked++;
+  setText($("#queue-count"), unacked || "");
+}
+
+// Write only what changed: every write to the DOM costs a style and layout pass.
+function setText(el, text) {
+  const value = String(text);
+  if (el.textContent !== value) el.textContent = value;
+}
+
 function renderAlarms() {
   const fs = $("#f-severity").value, fst = $("#f-state").value, ff = $("#f-fleet").value, fk = $("#f-kind").value;
   const rows = [...state.alarms.values()].filter((a) => {
@@ -252,8 +286,8 @@ function renderAlarms() {
     if (fk && a.kind !== fk) return false;
     return true;
   });
-  rows.sort((a, b) => (RANK[b.severity] - RANK[a.severity]) || (Date.parse(a.opened_at) - Date.parse(b.opened_at)));
-  $("#queue-count").textContent = [...state.alarms.values()].filter((a) => !a.acknowledged).length || "";
+  rows.sort((a, b) => (RANK[b.severity] - RANK[a.severity]) || (a.openedMs - b.openedMs));
+  renderQueueCount();
   const body = $("#alarm-table tbody");
   const wanted = new Set(rows.map((a) => a.id));
   for (const [id, cached] of rowCache) {
@@ -309,8 +343,9 @@ function tickAlarms() {  // ages and escalation timers, without rebuilding the r
   for (const tr of document.querySelectorAll("#alarm-table tbody tr[data-alarm]")) {
     const a = state.alarms.get(tr.dataset.alarm);
     if (!a) continue;
-    tr.querySelector("[data-age]").textContent = ago(a.opened_at);
-    tr.querySelector("[data-esc]").innerHTML = escalationCell(a.task);
+    setText(tr.querySelector("[data-age]"), ago(a.opened_at));
+    const cell = tr.querySelector("[data-esc]"), html = escalationCell(a.task);
+    if (cell.dataset.html !== html) { cell.innerHTML = html; cell.dataset.html = html; }
   }
 }
 
