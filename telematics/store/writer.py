@@ -476,7 +476,12 @@ class BatchWriter:
             await alarm_store.write_lifecycle(conn, merged, now=now, policy=self.escalation)
 
     async def _interventions(self, conn: asyncpg.Connection, items: list[Intervention]) -> None:
-        """The interventions and their first history row ('issued'), in one statement."""
+        """The interventions and their first history row ('issued'), in one statement.
+
+        One whose alarm is not stored is skipped, as lifecycle rows are: its alarm was
+        dropped as a duplicate (another worker stored the same items first), and refusing
+        the plan for it would turn the readings that came with it into rejected items.
+        """
         if not items:
             return
         columns = list(zip(*(i.row() for i in items), strict=True))
@@ -484,9 +489,11 @@ class BatchWriter:
             """WITH ins AS (
                    INSERT INTO interventions (id, alarm_id, vehicle_id, severity, action, message,
                                               cause_seq, cause_kind, issued_at, status, status_at)
-                   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                                        $5::text[], $6::text[], $7::bigint[], $8::text[],
-                                        $9::timestamptz[], $10::text[], $11::timestamptz[])
+                   SELECT u.* FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                          $5::text[], $6::text[], $7::bigint[], $8::text[],
+                                          $9::timestamptz[], $10::text[], $11::timestamptz[])
+                        AS u(id, alarm_id)
+                   WHERE EXISTS (SELECT 1 FROM alarms a WHERE a.id = u.alarm_id)
                    RETURNING id, issued_at)
                INSERT INTO intervention_status (intervention_id, status, at, source)
                SELECT id, 'issued', issued_at, 'server' FROM ins""",

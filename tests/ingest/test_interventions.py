@@ -130,6 +130,41 @@ async def test_a_vehicle_back_from_another_worker_extends_its_open_alarm(
         await second.stop()
 
 
+async def test_an_item_rising_an_alarm_dropped_in_the_same_commit_is_stored(
+    db_url: str, db: asyncpg.Connection
+) -> None:
+    """A unit leaves a worker whose commit is pending, replays the same items to another
+    worker, which stores them first, and is back before the first worker commits: its
+    alarm for them is dropped as a duplicate in the very commit that holds the next
+    item's rise of it. That item is stored all the same (the intervention of an alarm
+    that is not stored is skipped), not refused."""
+    token = await add_vehicle(db_url)
+    slow = await start_server(db_url, flush_interval_ms=2000)
+    fast = await start_server(db_url)
+    try:
+        unit = await Unit.connect(slow.ws_url, token)
+        await unit.send(telemetry(1))
+        await unit.ack_reaching(1)
+        await unit.send(event(2, "smoking", 1))
+        await unit.recv_until(_is_intervention)
+        await unit.close()
+        unit = await Unit.connect(fast.ws_url, token)
+        await unit.send(event(2, "smoking", 1))
+        await unit.ack_reaching(2)
+        await unit.close()
+        unit = await Unit.connect(slow.ws_url, token)
+        assert slow.hub.writer.backlog > 0  # item 2 still waits there
+        await unit.send(event(3, "smoking", 2, speed_kmh=90.0))
+        await unit.ack_reaching(3)
+        await unit.close()
+        assert await db.fetchval("SELECT array_agg(seq ORDER BY seq) FROM events") == [2, 3]
+        assert await db.fetchval("SELECT count(*) FROM rejected_items") == 0
+        assert await db.fetchval("SELECT count(*) FROM alarms") == 1
+    finally:
+        await slow.stop()
+        await fast.stop()
+
+
 async def test_stale_replay_is_stored_but_not_sent_to_the_cab(
     server: RunningServer, db: asyncpg.Connection
 ) -> None:
