@@ -18,7 +18,9 @@ from telematics.dashboard.views import setup_dashboard
 from telematics.ingest.device import device_endpoint
 from telematics.ingest.hub import Hub, utc_now
 from telematics.ingest.keys import HUB
+from telematics.insurer.api.keys import WEIGHTS
 from telematics.insurer.api.routes import setup_insurer_api
+from telematics.insurer.rollup import run_rollups
 from telematics.insurer.worker import run_delivery_worker
 from telematics.intervene.escalation import load_policy as load_escalation_policy
 from telematics.report.recurrence import MaxGap, run_evaluator
@@ -77,6 +79,8 @@ def build_app(
             asyncio.create_task(live.run(), name="live-feed"),
             # Insurer webhooks from the durable outbox (SKIP LOCKED: any number of workers).
             asyncio.create_task(run_delivery_worker(pool, stopping), name="webhooks"),
+            # Insurers' exposure per closed vehicle-hour (one process at a time).
+            asyncio.create_task(run_rollups(pool, stopping, app[WEIGHTS]), name="rollups"),
         ]
         yield
         stopping.set()

@@ -379,7 +379,7 @@ class BatchWriter:
         conn = await self._connection()
         self._pending_marks = {}
         async with conn.transaction():
-            fixes, marks = _scan_telemetry(plans, self._marked_hour)
+            fixes, marks = _scan_telemetry(plans, self._marked_hour, _late_before(time.time()))
             cursors = await self._advance_cursors(conn, plans, fixes)
             plans = [self._drop_stored(p, cursors.get(p.vehicle_id, 0)) for p in plans]
             new_months = await self._ensure_partitions(conn, plans)
@@ -426,7 +426,7 @@ class BatchWriter:
             """INSERT INTO telemetry_hours AS h (vehicle_id, hour, first_seq)
                SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::bigint[])
                ON CONFLICT (vehicle_id, hour) DO UPDATE
-               SET first_seq = least(h.first_seq, excluded.first_seq)""",
+               SET first_seq = least(h.first_seq, excluded.first_seq), version = h.version + 1""",
             [k[0] for k in marks],
             [k[1] for k in marks],
             list(marks.values()),
@@ -620,11 +620,18 @@ class BatchWriter:
         )
 
 
+def _late_before(now_s: float) -> datetime:
+    """Fixes before this hour are late: their hour had closed a minute before this flush,
+    so its exposure rollup may already be summed (sql/012; the rollup job waits ten)."""
+    return datetime.fromtimestamp((now_s - 60.0) // 3600 * 3600, UTC)
+
+
 def _scan_telemetry(
-    plans: list[StorePlan], marked_hour: dict[str, datetime]
+    plans: list[StorePlan], marked_hour: dict[str, datetime], late_before: datetime
 ) -> tuple[dict[str, tuple[Any, ...]], dict[tuple[str, datetime], int]]:
     """One pass over the flush's fixes: each vehicle's newest fix (kept on its cursor row)
-    and the lowest seq of each (vehicle, hour) not marked yet (``telemetry_hours``)."""
+    and the lowest seq of each (vehicle, hour) not marked yet (``telemetry_hours``), or
+    of an hour that had closed (its mark is written again, so its rollup is redone)."""
     fixes: dict[str, tuple[Any, ...]] = {}
     marks: dict[tuple[str, datetime], int] = {}
     for p in plans:
@@ -634,10 +641,10 @@ def _scan_telemetry(
             if best is None or ts > best[2]:
                 fixes[vehicle] = row
             marked = marked_hour.get(vehicle)
-            if marked is not None and marked <= ts < marked + _HOUR:
+            if marked is not None and marked <= ts < marked + _HOUR and marked >= late_before:
                 continue  # the common case: truncating every fix's time cost more
             hour = ts.replace(minute=0, second=0, microsecond=0)
-            if marked != hour:
+            if marked != hour or hour < late_before:
                 key = (vehicle, hour)
                 if key not in marks or seq < marks[key]:
                     marks[key] = seq

@@ -1,20 +1,35 @@
 """What risk scores and reports rest on: driven distance and time, and alarms, per
 vehicle and driver, over the periods an insurer's coverage opens.
 
-Distance: the great-circle length between consecutive fixes of a vehicle at most
-``gap_s`` apart (a longer gap is a hole in the data, not a straight drive). Driving time:
-those segments whose later fix is at ``min_kmh`` or faster. A segment belongs to the
-driver of its later fix. An alarm belongs to the driver of the item that opened it.
+Distance: the great-circle length of each segment between a fix and the vehicle's
+previous fix, if that is at most ``gap_s`` earlier (a longer gap is a hole in the data,
+not a straight drive). Driving time: those segments whose later fix is at ``min_kmh`` or
+faster. A segment counts where its later fix is (in the window, under a policy) and
+belongs to that fix's driver. An alarm belongs to the driver of the item that opened it.
+
+Whole hours are read from ``exposure_hours`` when their rollup is current (sql/012,
+:func:`roll_up`, run by the server); the rest (the window's first and last part-hours,
+and hours not rolled up yet or changed since) from the fixes themselves. Both sum the
+same segments, so the figures do not depend on how far the rollups have got.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
 from telematics.insurer.model import Coverage
+
+HOUR = timedelta(hours=1)
+#: How long after its end an hour is rolled up. The batch writer treats a fix as late
+#: (and bumps its hour's version) a minute after its hour ended; the margin between the
+#: two is time for a flush that scanned before that minute to commit.
+ROLLUP_DELAY = timedelta(minutes=10)
+_ROLLUP_LOCK = 0x7E1E_0012  # advisory lock: one roll-up at a time, whatever the worker
 
 # Coverage windows clipped to [since, until); overlapping policies must not count twice,
 # so rows are filtered with EXISTS instead of joined.
@@ -23,26 +38,48 @@ _IN_WINDOW = """EXISTS (SELECT 1 FROM unnest($1::text[], $2::timestamptz[], $3::
                         WHERE w.vehicle_id = {alias}.vehicle_id
                           AND {ts} >= w.s AND {ts} < w.e)"""
 
-_EXPOSURE = f"""
-WITH fixes AS (
-    SELECT t.vehicle_id, t.driver_id, t.ts, t.speed_kmh, t.lat, t.lon,
+# The segments whose later fix is in each range [s, e) of a vehicle, summed per driver.
+# A range's fixes are read from gap_s before it, for the segment into its first fix.
+_SEGMENTS = """
+WITH r AS (SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[])
+                    AS r(vehicle_id, s, e)),
+fixes AS (
+    SELECT r.vehicle_id, r.s, t.driver_id, t.ts, t.speed_kmh, t.lat, t.lon,
            lag(t.ts) OVER w AS pts, lag(t.lat) OVER w AS plat, lag(t.lon) OVER w AS plon
-    FROM (SELECT DISTINCT unnest($1::text[]) AS vehicle_id) v
-    CROSS JOIN LATERAL telemetry_seq_range(v.vehicle_id, $4, $5) r
-    JOIN telemetry t ON t.vehicle_id = v.vehicle_id AND t.seq >= r.lo AND t.seq < r.hi
-    WHERE t.ts >= $4 AND t.ts < $5
-      AND {_IN_WINDOW.format(alias="t", ts="t.ts")}
-    WINDOW w AS (PARTITION BY t.vehicle_id ORDER BY t.ts)),
+    FROM r
+    CROSS JOIN LATERAL telemetry_seq_range(r.vehicle_id, r.s - make_interval(secs => $4), r.e) q
+    JOIN telemetry t ON t.vehicle_id = r.vehicle_id AND t.seq >= q.lo AND t.seq < q.hi
+    WHERE t.ts >= r.s - make_interval(secs => $4) AND t.ts < r.e
+    WINDOW w AS (PARTITION BY r.vehicle_id, r.s ORDER BY t.ts, t.seq)),
 seg AS (
-    SELECT vehicle_id, driver_id, speed_kmh, extract(epoch FROM ts - pts) AS dt,
+    SELECT vehicle_id, s, coalesce(driver_id, '') AS driver_id, speed_kmh,
+           extract(epoch FROM ts - pts) AS dt,
            2 * 6371.0088 * asin(least(1.0, sqrt(
                sin(radians(lat - plat) / 2) ^ 2
                + cos(radians(plat)) * cos(radians(lat)) * sin(radians(lon - plon) / 2) ^ 2)))
                AS km
-    FROM fixes WHERE pts IS NOT NULL AND ts - pts <= make_interval(secs => $6))
-SELECT vehicle_id, driver_id, sum(km)::float8 AS km,
-       (sum(dt) FILTER (WHERE speed_kmh >= $7) / 3600.0)::float8 AS hours
-FROM seg GROUP BY vehicle_id, driver_id
+    FROM fixes
+    WHERE ts >= s AND pts IS NOT NULL AND ts - pts <= make_interval(secs => $4))
+SELECT vehicle_id, s, driver_id, sum(km)::float8 AS km,
+       coalesce(sum(dt) FILTER (WHERE speed_kmh >= $5), 0)::float8 AS driving_s
+FROM seg GROUP BY vehicle_id, s, driver_id
+"""
+
+# Rollups of the whole hours in [s, e) of each vehicle that are current.
+_ROLLED = """
+SELECT x.vehicle_id, x.driver_id, sum(x.km)::float8 AS km, sum(x.driving_s)::float8 AS driving_s
+FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS w(vehicle_id, s, e)
+JOIN telemetry_hours h ON h.vehicle_id = w.vehicle_id AND h.hour >= w.s AND h.hour < w.e
+JOIN exposure_hours x ON x.vehicle_id = h.vehicle_id AND x.hour = h.hour
+WHERE h.rolled_version = h.version
+GROUP BY 1, 2
+"""
+
+# Hours with fixes but no current rollup (the partial index of sql/012).
+_STALE = """
+SELECT vehicle_id, hour FROM telemetry_hours
+WHERE vehicle_id = ANY ($1::text[]) AND hour >= $2 AND hour < $3
+  AND rolled_version IS DISTINCT FROM version
 """
 
 _ALARMS = f"""
@@ -77,6 +114,77 @@ class AlarmRow:
     count: int
 
 
+Span = tuple[str, datetime, datetime]  # vehicle, start, end (exclusive)
+
+
+def floor_hour(t: datetime) -> datetime:
+    """The UTC hour ``t`` falls in (the hours of ``telemetry_hours``)."""
+    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(t: datetime) -> datetime:
+    floor = floor_hour(t)
+    return floor if floor == t else floor + HOUR
+
+
+def covered_spans(coverage: Coverage, since: datetime, until: datetime) -> list[Span]:
+    """Each vehicle's covered part of ``[since, until)``, overlapping policies merged (a
+    fix must not count twice)."""
+    out: list[Span] = []
+    for vehicle in coverage.vehicle_ids:
+        merged: list[list[datetime]] = []
+        for w in sorted(coverage.clip(vehicle, since, until), key=lambda w: w.start):
+            if merged and w.start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], w.end)
+            else:
+                merged.append([w.start, w.end])
+        out.extend((vehicle, s, e) for s, e in merged)
+    return out
+
+
+def whole_hours(spans: Iterable[Span]) -> list[Span]:
+    """The whole hours inside each span, as ``[first hour, end of the last)``."""
+    out = []
+    for vehicle, s, e in spans:
+        first, last = ceil_hour(s), floor_hour(e)
+        if first < last:
+            out.append((vehicle, first, last))
+    return out
+
+
+def raw_spans(spans: Iterable[Span], stale: dict[str, set[datetime]]) -> list[Span]:
+    """What must be read from the fixes: each span's part-hours at either end, and its
+    whole hours without a current rollup (``stale``: hour starts per vehicle)."""
+    out: list[Span] = []
+    for vehicle, s, e in spans:
+        first, last = ceil_hour(s), floor_hour(e)
+        if first >= last:
+            out.append((vehicle, s, e))
+            continue
+        if s < first:
+            out.append((vehicle, s, first))
+        for hour in sorted(h for h in stale.get(vehicle, ()) if first <= h < last):
+            if out and out[-1][0] == vehicle and out[-1][2] == hour:
+                out[-1] = (vehicle, out[-1][1], hour + HOUR)  # one range for a run of hours
+            else:
+                out.append((vehicle, hour, hour + HOUR))
+        if last < e:
+            if out and out[-1][0] == vehicle and out[-1][2] == last:
+                out[-1] = (vehicle, out[-1][1], e)
+            else:
+                out.append((vehicle, last, e))
+    return out
+
+
+def _columns(spans: Sequence[Span]) -> tuple[list[str], list[datetime], list[datetime]]:
+    return [v for v, _, _ in spans], [s for _, s, _ in spans], [e for _, _, e in spans]
+
+
+async def _rollups_usable(conn: asyncpg.Connection, gap_s: float, min_kmh: float) -> bool:
+    row = await conn.fetchrow("SELECT gap_s, min_kmh FROM exposure_rollup_params")
+    return row is not None and (row["gap_s"], row["min_kmh"]) == (gap_s, min_kmh)
+
+
 async def exposure(
     conn: asyncpg.Connection,
     coverage: Coverage,
@@ -86,12 +194,90 @@ async def exposure(
     gap_s: float,
     min_kmh: float,
 ) -> list[ExposureRow]:
-    vehicles, starts, ends = coverage.sql_arrays()
-    rows = await conn.fetch(_EXPOSURE, vehicles, starts, ends, since, until, gap_s, min_kmh)
+    spans = covered_spans(coverage, since, until)
+    if not spans:
+        return []
+    km: dict[tuple[str, str], float] = defaultdict(float)
+    driving_s: dict[tuple[str, str], float] = defaultdict(float)
+    # One snapshot: a rollup committed between two reads would otherwise count twice.
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        raw = spans
+        if await _rollups_usable(conn, gap_s, min_kmh):
+            whole = whole_hours(spans)
+            stale: dict[str, set[datetime]] = defaultdict(set)
+            vehicles = sorted({v for v, _, _ in whole})
+            if whole:
+                lo, hi = min(s for _, s, _ in whole), max(e for _, _, e in whole)
+                for r in await conn.fetch(_STALE, vehicles, lo, hi):
+                    stale[r["vehicle_id"]].add(r["hour"])
+                for r in await conn.fetch(_ROLLED, *_columns(whole)):
+                    km[r["vehicle_id"], r["driver_id"]] += r["km"]
+                    driving_s[r["vehicle_id"], r["driver_id"]] += r["driving_s"]
+            raw = raw_spans(spans, stale)
+        if raw:
+            for r in await conn.fetch(_SEGMENTS, *_columns(raw), gap_s, min_kmh):
+                km[r["vehicle_id"], r["driver_id"]] += r["km"]
+                driving_s[r["vehicle_id"], r["driver_id"]] += r["driving_s"]
     return [
-        ExposureRow(r["vehicle_id"], r["driver_id"], r["km"] or 0.0, r["hours"] or 0.0)
-        for r in rows
+        ExposureRow(vehicle, driver or None, km[vehicle, driver], driving_s[vehicle, driver] / 3600)
+        for vehicle, driver in sorted(km)
     ]
+
+
+async def roll_up(
+    conn: asyncpg.Connection, *, now: datetime, gap_s: float, min_kmh: float, limit: int = 100
+) -> int:
+    """Sum up to ``limit`` closed vehicle-hours whose rollup is missing or out of date, in
+    one transaction; how many. 0 also when another roll-up holds the lock."""
+    async with conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _ROLLUP_LOCK):
+            return 0
+        if not await _rollups_usable(conn, gap_s, min_kmh):
+            # New settings (risk_weights.json): every rollup is summed again with them.
+            await conn.execute(
+                """INSERT INTO exposure_rollup_params (gap_s, min_kmh) VALUES ($1, $2)
+                   ON CONFLICT (only_row) DO UPDATE SET gap_s = $1, min_kmh = $2""",
+                gap_s,
+                min_kmh,
+            )
+            await conn.execute("DELETE FROM exposure_hours")
+            await conn.execute(
+                "UPDATE telemetry_hours SET rolled_version = NULL WHERE rolled_version IS NOT NULL"
+            )
+        todo = await conn.fetch(
+            """SELECT vehicle_id, hour, version FROM telemetry_hours
+               WHERE rolled_version IS DISTINCT FROM version AND hour <= $1
+               ORDER BY hour LIMIT $2""",
+            now - ROLLUP_DELAY - HOUR,
+            limit,
+        )
+        if not todo:
+            return 0
+        vehicles = [r["vehicle_id"] for r in todo]
+        hours = [r["hour"] for r in todo]
+        sums = await conn.fetch(
+            _SEGMENTS, vehicles, hours, [h + HOUR for h in hours], gap_s, min_kmh
+        )
+        await conn.execute(
+            """DELETE FROM exposure_hours x USING unnest($1::text[], $2::timestamptz[]) AS t(v, h)
+               WHERE x.vehicle_id = t.v AND x.hour = t.h""",
+            vehicles,
+            hours,
+        )
+        await conn.executemany(
+            "INSERT INTO exposure_hours VALUES ($1, $2, $3, $4, $5)",
+            [(r["vehicle_id"], r["s"], r["driver_id"], r["km"], r["driving_s"]) for r in sums],
+        )
+        # The version read above: a fix stored since bumped it, so the hour goes again.
+        await conn.execute(
+            """UPDATE telemetry_hours h SET rolled_version = t.version
+               FROM unnest($1::text[], $2::timestamptz[], $3::bigint[]) AS t(v, hr, version)
+               WHERE h.vehicle_id = t.v AND h.hour = t.hr""",
+            vehicles,
+            hours,
+            [r["version"] for r in todo],
+        )
+    return len(todo)
 
 
 async def alarm_counts(
