@@ -140,6 +140,11 @@ class StorePlan:
     min_seq: int = 0  # lowest and highest seq consumed (stored or rejected) by this plan
     max_seq: int = 0
     severities: list[str] = field(default_factory=list)  # of new alarms, for live stats
+    # Set by the writer when another connection had stored this plan's items first: the
+    # alarms it opened that were dropped (id → key), and the vehicle's active alarms as
+    # that commit left them (see VehicleProcessor.adopt).
+    dropped_alarms: dict[str, str] | None = None
+    stored_alarms: list[AlarmState] | None = None
 
     @property
     def size(self) -> int:
@@ -234,6 +239,23 @@ class VehicleProcessor:
             return False
         del self.alarms[key]
         return True
+
+    def adopt(self, dropped: dict[str, str], stored: Iterable[AlarmState]) -> None:
+        """Alarms this processor opened were dropped by the writer: another processor had
+        stored the same items first (the unit moved to another worker with them in
+        flight), and what it stored counts. Where a dropped alarm (id → key) is still the
+        one this processor holds for its behaviour, the stored active alarm of that
+        behaviour takes its place (or none is held): the next occurrence then extends the
+        alarm in the database instead of one that is not there, or opens a second."""
+        active = {a.key: a for a in stored if a.active}
+        for alarm_id, key in dropped.items():
+            mine = self.alarms.get(key)
+            if mine is None or mine.id != alarm_id:
+                continue  # replaced since (reopened, cleared): not this one's to fix
+            if key in active:
+                self.alarms[key] = active[key]
+            else:
+                del self.alarms[key]
 
     def process(
         self,

@@ -220,6 +220,8 @@ class DeviceConnection:
 
     def committed(self, plan: StorePlan) -> None:
         """Writer callback: the plan is durable; ack it."""
+        if plan.dropped_alarms and plan.stored_alarms is not None:
+            self.processor.adopt(plan.dropped_alarms, plan.stored_alarms)
         if plan.max_seq and self.session.committed(plan.max_seq):
             self._ack_due = self.session.stored_seq
             self.hub.mark_dirty(self)

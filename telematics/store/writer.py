@@ -396,6 +396,7 @@ class BatchWriter:
             await self._lifecycle(conn, plans)
             await self._interventions(conn, [i for p in plans for i in p.interventions])
             await self._device_statuses(conn, plans)
+            await self._stored_alarms(conn, plans)
             await _copy(
                 conn,
                 "zone_transitions",
@@ -511,8 +512,13 @@ class BatchWriter:
         plan.tires = [r for r in plan.tires if r[1] > cursor]
         plan.events = [r for r in plan.events if r[1] > cursor]
         plan.rejected = [r for r in plan.rejected if r[1] is None or r[1] > cursor]
-        plan.alarms = [r for r in plan.alarms if r[9] > cursor]
+        opened = plan.alarms
+        plan.alarms = [r for r in opened if r[9] > cursor]
         kept_alarms = {r[0] for r in plan.alarms}
+        if len(plan.alarms) < len(opened):  # its processor holds alarms that are not stored
+            dropped = plan.dropped_alarms or {}  # (a retried flush finds them dropped already)
+            dropped.update((r[0], r[3]) for r in opened if r[0] not in kept_alarms)
+            plan.dropped_alarms = dropped
         plan.repeats = {k: v for k, v in plan.repeats.items() if v.last_seq > cursor}
         plan.interventions = [i for i in plan.interventions if i.cause_seq > cursor]
         plan.interventions = [
@@ -522,6 +528,14 @@ class BatchWriter:
         plan.zone_transitions = [r for r in plan.zone_transitions if r[4] > cursor]
         self.stats.duplicates_dropped += before - len(plan.telemetry) - len(plan.events)
         return plan
+
+    async def _stored_alarms(self, conn: asyncpg.Connection, plans: list[StorePlan]) -> None:
+        """For a plan whose alarms were dropped (rare: a unit that moved to another worker
+        with items in flight), the vehicle's active alarms as this commit leaves them, read
+        under its cursor lock, for its processor to adopt once committed."""
+        for p in plans:
+            if p.dropped_alarms:
+                p.stored_alarms = await alarm_store.active_alarms_of(conn, p.vehicle_id)
 
     async def _ensure_partitions(
         self, conn: asyncpg.Connection, plans: list[StorePlan]

@@ -130,6 +130,49 @@ async def test_a_vehicle_back_from_another_worker_extends_its_open_alarm(
         await second.stop()
 
 
+async def test_items_stored_first_by_another_worker_leave_one_alarm_and_lose_nothing(
+    db_url: str, db: asyncpg.Connection
+) -> None:
+    """A unit leaves a worker whose commit is still pending and replays the same items to
+    another worker, which stores them first: the first worker's alarm for them is dropped
+    as a duplicate. Its next occurrence there must rise the stored alarm, and the item
+    that raised it must be stored, not refused."""
+    token = await add_vehicle(db_url)
+    slow = await start_server(db_url, flush_interval_ms=2000)  # commits at most every 2 s
+    fast = await start_server(db_url)
+    try:
+        unit = await Unit.connect(slow.ws_url, token)
+        await unit.send(telemetry(1))
+        await unit.ack_reaching(1)  # just committed: the next commit waits 2 s
+        await unit.send(event(2, "smoking", 1))
+        await unit.recv_until(_is_intervention)  # graded and alerted, not yet stored
+        await unit.close()
+        unit = await Unit.connect(fast.ws_url, token)
+        assert unit.welcome["last_seq"] == 1
+        await unit.send(event(2, "smoking", 1))
+        await unit.ack_reaching(2)
+        await unit.close()
+        assert await eventually(lambda: _writer_idle(slow), timeout=5)  # item 2 dropped there
+        unit = await Unit.connect(slow.ws_url, token)
+        await unit.send(event(3, "smoking", 2, speed_kmh=90.0))
+        risen = await unit.recv_until(lambda f: _is_intervention(f) and f["cause"]["seq"] == 3)
+        await unit.ack_reaching(3)
+        await unit.close()
+        assert await db.fetchval("SELECT array_agg(seq ORDER BY seq) FROM events") == [2, 3]
+        assert await db.fetchval("SELECT count(*) FROM rejected_items") == 0
+        alarm = await db.fetchrow("SELECT id, severity, first_seq, last_seq, active FROM alarms")
+        assert (alarm["severity"], alarm["first_seq"], alarm["last_seq"]) == ("moderate", 2, 3)
+        assert await db.fetchval("SELECT count(*) FROM alarms") == 1
+        stored = await db.fetch("SELECT id, alarm_id, cause_seq FROM interventions ORDER BY 3")
+        assert [tuple(r) for r in stored] == [
+            (stored[0]["id"], alarm["id"], 2),
+            (risen["id"], alarm["id"], 3),
+        ]
+    finally:
+        await slow.stop()
+        await fast.stop()
+
+
 async def test_an_item_rising_an_alarm_dropped_in_the_same_commit_is_stored(
     db_url: str, db: asyncpg.Connection
 ) -> None:
@@ -163,6 +206,10 @@ async def test_an_item_rising_an_alarm_dropped_in_the_same_commit_is_stored(
     finally:
         await slow.stop()
         await fast.stop()
+
+
+async def _writer_idle(server: RunningServer) -> bool:
+    return server.hub.writer.backlog == 0
 
 
 async def test_stale_replay_is_stored_but_not_sent_to_the_cab(
