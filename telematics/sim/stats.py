@@ -6,8 +6,11 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from telematics.sim.outbox import Outbox
 
 #: Names accepted by :meth:`FleetStats.percentile`.
 _ALIASES = {
@@ -141,7 +144,7 @@ class FleetStats:
         self.steady_until: float | None = None  # start of the drain
         self._acked_at_steady = 0
         self._acked_at_drain = 0
-        self._held: list[Callable[[], int]] = []
+        self._outboxes: dict[str, Outbox] = {}  # vehicle → its unit's outbox
 
     def start_steady(self) -> None:
         """End of the warm-up: latencies from here on only, and a steady-state rate."""
@@ -157,9 +160,9 @@ class FleetStats:
 
     # -- recording -------------------------------------------------------------------
 
-    def register_outbox(self, held: Callable[[], int]) -> None:
-        """Let :meth:`unacked_items` see a unit's outbox size."""
-        self._held.append(held)
+    def register_outbox(self, vehicle_id: str, outbox: Outbox) -> None:
+        """Let :meth:`unacked_items` and :meth:`held_seqs` see a unit's outbox."""
+        self._outboxes[vehicle_id] = outbox
 
     def count_error(self, code: str) -> None:
         self.errors_by_code[code] = self.errors_by_code.get(code, 0) + 1
@@ -184,7 +187,13 @@ class FleetStats:
 
     def unacked_items(self) -> int:
         """Items generated and not (yet) acknowledged, over all units' outboxes."""
-        return sum(held() for held in self._held)
+        return sum(map(len, self._outboxes.values()))
+
+    def held_seqs(self) -> dict[str, range]:
+        """Per vehicle, the seqs its unit still holds (unacknowledged). Every seq below
+        the range was acknowledged by the server, unless the outbox overflowed
+        (``items_dropped``); the range ends at the next seq the unit will generate."""
+        return {vehicle: box.held_seqs() for vehicle, box in self._outboxes.items()}
 
     @property
     def elapsed_s(self) -> float:

@@ -70,7 +70,7 @@ class Unit:
             tire_fault=tire_fault,
         )
         self.outbox = Outbox(cap=config.max_buffer)
-        stats.register_outbox(self.outbox.__len__)
+        stats.register_outbox(spec.vehicle_id, self.outbox)
         self.rng = random.Random(f"{config.seed}:{spec.vehicle_id}:net")
         self._dt = 1.0 / config.rate_hz
         self._pacer = pacer
