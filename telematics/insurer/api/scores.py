@@ -16,7 +16,7 @@ from telematics.insurer.api.keys import WEIGHTS
 from telematics.insurer.api.params import invalid
 from telematics.insurer.model import Coverage
 from telematics.insurer.scoring import AlarmCount, Exposure, score
-from telematics.insurer.store.exposure import alarm_counts, exposure
+from telematics.insurer.store.exposure import alarm_counts, exposure, floor_hour
 
 WINDOWS_DAYS = (7, 30, 90)
 
@@ -32,7 +32,9 @@ async def _subjects(request: web.Request, by: str, only: str | None) -> list[dic
     """Scores keyed by ``vehicle_id`` or ``driver_id`` (optionally only one subject)."""
     days = _window_days(request)
     now = request.app[CLOCK]()
-    since = now - timedelta(days=days)
+    # From a whole hour: the window's hours then all come from the hourly rollups but the
+    # latest ones (sql/012), whatever the minute of the request.
+    since = floor_hour(now) - timedelta(days=days)
     weights = request.app[WEIGHTS]
     async with request.app[DB].acquire() as conn:
         cov = await coverage_of(request, conn, "events")

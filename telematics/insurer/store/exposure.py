@@ -41,15 +41,18 @@ _IN_WINDOW = """EXISTS (SELECT 1 FROM unnest($1::text[], $2::timestamptz[], $3::
 # The segments whose later fix is in each range [s, e) of a vehicle, summed per driver.
 # A range's fixes are read from gap_s before it, for the segment into its first fix.
 _SEGMENTS = """
-WITH r AS (SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[])
-                    AS r(vehicle_id, s, e)),
+WITH r AS MATERIALIZED (  -- each range's seq bounds first: then one index scan a range
+    SELECT u.vehicle_id, u.s, u.e, q.lo, q.hi
+    FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS u(vehicle_id, s, e)
+    CROSS JOIN LATERAL telemetry_seq_range(u.vehicle_id, u.s - make_interval(secs => $4), u.e) q),
 fixes AS (
     SELECT r.vehicle_id, r.s, t.driver_id, t.ts, t.speed_kmh, t.lat, t.lon,
            lag(t.ts) OVER w AS pts, lag(t.lat) OVER w AS plat, lag(t.lon) OVER w AS plon
-    FROM r
-    CROSS JOIN LATERAL telemetry_seq_range(r.vehicle_id, r.s - make_interval(secs => $4), r.e) q
-    JOIN telemetry t ON t.vehicle_id = r.vehicle_id AND t.seq >= q.lo AND t.seq < q.hi
-    WHERE t.ts >= r.s - make_interval(secs => $4) AND t.ts < r.e
+    FROM r CROSS JOIN LATERAL (
+        SELECT t.driver_id, t.ts, t.seq, t.speed_kmh, t.lat, t.lon FROM telemetry t
+        WHERE t.vehicle_id = r.vehicle_id AND t.seq >= r.lo AND t.seq < r.hi
+          AND t.ts >= r.s - make_interval(secs => $4) AND t.ts < r.e
+        OFFSET 0) t  -- not pulled up into a join: the planner then hashes the whole table
     WINDOW w AS (PARTITION BY r.vehicle_id, r.s ORDER BY t.ts, t.seq)),
 seg AS (
     SELECT vehicle_id, s, coalesce(driver_id, '') AS driver_id, speed_kmh,
