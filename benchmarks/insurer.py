@@ -1,5 +1,7 @@
 """Insurer API benchmark: evidence packet build time over 30 days of 1 Hz telemetry for
-one vehicle (≈2.6 M rows), and the latency of a 1,000-alarm feed page.
+one vehicle (≈2.6 M rows), the latency of a 1,000-alarm feed page, and the vehicle's
+30-day exposure (what scores and loss reports rest on) from its fixes and from the hourly
+rollups (sql/012), with the time the rollups take.
 
     .venv/bin/python benchmarks/insurer.py [--days 30] [--alarms 20000] [--runs 7]
 
@@ -27,7 +29,16 @@ from aiohttp import web
 
 from telematics.config import Settings
 from telematics.ingest.app import build_app
+from telematics.insurer.model import Coverage
+from telematics.insurer.scoring import load_weights
 from telematics.insurer.store import insurers
+from telematics.insurer.store.exposure import (
+    HOUR,
+    ROLLUP_DELAY,
+    ceil_hour,
+    exposure,
+    roll_up,
+)
 from telematics.store import registry
 from telematics.store.migrate import migrate
 
@@ -116,6 +127,124 @@ def summary(name: str, samples: list[float]) -> None:
     )
 
 
+async def measure_exposure(url: str, runs: int, end: datetime, days: int) -> None:
+    """The vehicle's exposure over the window, read from the fixes (nothing rolled up
+    yet), then the roll-up of every closed hour, then the same read from the rollups."""
+    weights = load_weights()
+    gap_s, min_kmh = weights.segment_gap_s, weights.driving_min_kmh
+    coverage = Coverage.of("events", [("BENCH-1", end - timedelta(days=400), end)])
+    since = end - timedelta(days=days)
+    conn = await asyncpg.connect(url)
+    try:
+
+        async def timed() -> tuple[list[float], float]:
+            samples, km = [], 0.0
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                rows = await exposure(conn, coverage, since, end, gap_s=gap_s, min_kmh=min_kmh)
+                samples.append(time.perf_counter() - t0)
+                km = sum(r.km for r in rows)
+            return samples, km
+
+        from_fixes, km_fixes = await timed()
+        t0 = time.perf_counter()
+        hours = 0
+        later = end + timedelta(hours=2)  # every hour of the data has closed
+        while done := await roll_up(conn, now=later, gap_s=gap_s, min_kmh=min_kmh):
+            hours += done
+        rolled_s = time.perf_counter() - t0
+        from_rollups, km_rollups = await timed()
+    finally:
+        await conn.close()
+    summary(f"{days}-day exposure from the fixes ({km_fixes:,.1f} km)", from_fixes)
+    print(
+        f"roll-up of {hours} vehicle-hours: {rolled_s:.1f} s "
+        f"({hours / rolled_s:,.0f} vehicle-hours/s)"
+    )
+    summary(f"{days}-day exposure from the rollups ({km_rollups:,.1f} km)", from_rollups)
+    print(
+        f"ratio fixes / rollups (medians): "
+        f"{statistics.median(from_fixes) / statistics.median(from_rollups):,.0f}"
+    )
+
+
+async def measure_fleet_exposure(url: str, fleet: int, runs: int, end: datetime, days: int) -> None:
+    """A fleet's exposure as the scores read it: ``fleet`` vehicles, each with ``days``
+    of rolled-up hours (synthetic rollup rows) and real 1 Hz fixes for the hours the
+    server would not have rolled up yet (up to 1 h 10 min a vehicle)."""
+    weights = load_weights()
+    gap_s, min_kmh = weights.segment_gap_s, weights.driving_min_kmh
+    vehicles = [f"FLEET-{i:04d}" for i in range(fleet)]
+    current = end.replace(minute=0, second=0)
+    # the hours the server has not rolled up yet at `end`: the current one, and the one
+    # before during the first ROLLUP_DELAY of the hour
+    raw_from = ceil_hour(end - ROLLUP_DELAY - HOUR)
+    since = current - timedelta(days=days)
+    conn = await asyncpg.connect(url)
+    try:
+        t0 = time.perf_counter()
+        await registry.add_vehicles(
+            conn, [registry.NewVehicle(v, "FLEET", "coach") for v in vehicles]
+        )
+        await conn.execute(
+            """INSERT INTO telemetry_hours (vehicle_id, hour, first_seq, version, rolled_version)
+               SELECT v, h, 1 + extract(epoch FROM h - $2)::bigint, 1, 1
+               FROM unnest($1::text[]) AS v,
+                    generate_series($2::timestamptz, $3::timestamptz - interval '1 hour',
+                                    interval '1 hour') AS h""",
+            vehicles,
+            since - timedelta(hours=1),
+            raw_from,
+        )
+        await conn.execute(
+            """INSERT INTO exposure_hours (vehicle_id, hour, driver_id, km, driving_s)
+               SELECT vehicle_id, hour, 'D-' || vehicle_id, 42.0, 3000.0 FROM telemetry_hours
+               WHERE vehicle_id LIKE 'FLEET-%'"""
+        )
+        await conn.execute(
+            """INSERT INTO exposure_rollup_params (gap_s, min_kmh) VALUES ($1, $2)
+               ON CONFLICT (only_row) DO UPDATE SET gap_s = $1, min_kmh = $2""",
+            gap_s,
+            min_kmh,
+        )
+        # the seqs go on from the synthetic hours' marks (one a second)
+        first_raw_seq = 1 + int((raw_from - since + timedelta(hours=1)).total_seconds())
+        raw_s = int((end - raw_from).total_seconds())
+        await conn.execute(
+            """INSERT INTO telemetry (vehicle_id, seq, ts, lat, lon, speed_kmh, heading_deg,
+                                      driver_id)
+               SELECT v, $3 + g, $2::timestamptz + make_interval(secs => g),
+                      31.3 + 0.05 * sin(g / 3600.0), 120.6 + 0.05 * cos(g / 3600.0),
+                      (40 + 30 * sin(g / 600.0))::real, (g % 360)::real, 'D-' || v
+               FROM unnest($1::text[]) AS v, generate_series(0, $4::int - 1) AS g""",
+            vehicles,
+            raw_from,
+            first_raw_seq,
+            raw_s,
+        )
+        await conn.execute(
+            """INSERT INTO telemetry_hours (vehicle_id, hour, first_seq)
+               SELECT vehicle_id, date_trunc('hour', ts), min(seq) FROM telemetry
+               WHERE vehicle_id LIKE 'FLEET-%' GROUP BY 1, 2"""
+        )
+        await conn.execute("ANALYZE")
+        loaded = time.perf_counter() - t0
+        coverage = Coverage.of("events", [(v, since - timedelta(days=1), end) for v in vehicles])
+        samples, km = [], 0.0
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            rows = await exposure(conn, coverage, since, end, gap_s=gap_s, min_kmh=min_kmh)
+            samples.append(time.perf_counter() - t0)
+            km = sum(r.km for r in rows)
+    finally:
+        await conn.close()
+    print(
+        f"fleet of {fleet:,} vehicles: {days} days of rollups, {fleet * raw_s:,} fixes "
+        f"of the last {raw_s / 3600:.1f} h (loaded in {loaded:.1f} s)"
+    )
+    summary(f"{days}-day exposure of the whole fleet ({km:,.0f} km)", samples)
+
+
 async def measure(url: str, key: str, runs: int, end: datetime, days: int) -> None:
     app = build_app(Settings(host="127.0.0.1", port=0), url)
     runner = web.AppRunner(app)
@@ -167,6 +296,7 @@ async def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--alarms", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--fleet", type=int, default=1800, help="vehicles for the fleet read")
     args = parser.parse_args()
     end = datetime.now(UTC).replace(microsecond=0)
     external = os.environ.get("TELEMATICS_DATABASE_URL")
@@ -187,6 +317,9 @@ async def main() -> None:
     url = with_database(admin, name)
     try:
         key = await load(url, args.days, args.alarms, end)
+        await measure_exposure(url, args.runs, end, args.days)
+        if args.fleet:
+            await measure_fleet_exposure(url, args.fleet, args.runs, end, args.days)
         await measure(url, key, args.runs, end, args.days)
     finally:
         conn = await asyncpg.connect(admin)
