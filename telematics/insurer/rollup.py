@@ -3,13 +3,15 @@
 Each closed hour of each vehicle is summed once into ``exposure_hours`` (and again if late
 fixes arrive for it), so insurers' scores and loss reports read a few rows per vehicle-hour
 instead of every fix. An advisory lock lets one process work at a time; the others find
-it held and wait for their next tick. Small transactions leave the database to ingest.
+it held and wait for their next tick. Small transactions, newest hours first, and pauses
+as long as the work leave the database to ingest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import asyncpg
 
@@ -19,7 +21,9 @@ from telematics.insurer.store.exposure import roll_up
 log = logging.getLogger(__name__)
 
 BATCH = 100  # vehicle-hours a transaction: up to 360,000 fixes at 1 Hz
-PAUSE_S = 0.2  # between transactions while catching up
+# Between transactions while catching up, as long as the last one took: a backlog (months
+# of hours after an upgrade) takes at most about half of a database core.
+MIN_PAUSE_S = 0.2
 
 
 async def run_rollups(
@@ -31,6 +35,7 @@ async def run_rollups(
         total = 0
         try:
             while not stop.is_set():
+                started = time.monotonic()
                 async with pool.acquire() as conn:
                     now = await conn.fetchval("SELECT now()")
                     done = await roll_up(
@@ -43,7 +48,7 @@ async def run_rollups(
                 total += done
                 if done < BATCH:
                     break
-                await asyncio.sleep(PAUSE_S)
+                await asyncio.sleep(max(MIN_PAUSE_S, time.monotonic() - started))
             if total:
                 log.info("rolled up %d vehicle-hour(s) of exposure", total)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

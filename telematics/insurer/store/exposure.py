@@ -250,7 +250,7 @@ async def roll_up(
         todo = await conn.fetch(
             """SELECT vehicle_id, hour, version FROM telemetry_hours
                WHERE rolled_version IS DISTINCT FROM version AND hour <= $1
-               ORDER BY hour LIMIT $2""",
+               ORDER BY hour DESC LIMIT $2""",  # the newest first (sql/013)
             now - ROLLUP_DELAY - HOUR,
             limit,
         )
