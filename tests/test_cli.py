@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -15,6 +16,7 @@ import asyncpg
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from telematics.insurer.store.exposure import ROLLUP_LOCK
 from telematics.store.migrate import migrate, migration_files
 from tests.helpers import Unit, add_vehicle, start_server, telemetry
 
@@ -172,3 +174,40 @@ async def test_user_commands(db_url: str, db: asyncpg.Connection) -> None:
                 assert r.status == 401
     finally:
         await server.stop()
+
+
+async def test_insurer_rollup_sums_the_closed_hours_now(
+    db_url: str, db: asyncpg.Connection
+) -> None:
+    await add_vehicle(db_url, "V-1")
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    closed = [hour - timedelta(hours=h) for h in (4, 3, 2)]
+    await db.execute("SELECT ensure_month_partitions($1::date)", closed[0].date())
+    await db.execute("SELECT ensure_month_partitions($1::date)", hour.date())
+    await db.executemany(  # three fixes 10 s apart in the first closed hour
+        """INSERT INTO telemetry (vehicle_id, seq, ts, lat, lon, speed_kmh, heading_deg)
+           VALUES ('V-1', $1, $2, 31.3 + $1::bigint * 0.001, 120.6, 40, 0)""",
+        [(seq, closed[0] + timedelta(seconds=10 * seq)) for seq in (1, 2, 3)],
+    )
+    await db.executemany(
+        "INSERT INTO telemetry_hours (vehicle_id, hour, first_seq) VALUES ('V-1', $1, $2)",
+        [(h, 1 + 100 * i) for i, h in enumerate([*closed, hour])],
+    )
+
+    # A server's roll-up holds the lock: the command waits for it instead of giving up.
+    env = {**os.environ, "TELEMATICS_DATABASE_URL": db_url, "TELEMATICS_LOG_LEVEL": "WARNING"}
+    async with db.transaction():
+        await db.execute("SELECT pg_advisory_xact_lock($1)", ROLLUP_LOCK)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "telematics", "insurer", "rollup", env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(proc.wait()), 3.0)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err
+    assert out.decode() == "rolled up 3 vehicle-hour(s)\n"  # not the open hour
+    km = await db.fetchval("SELECT km FROM exposure_hours WHERE hour = $1", closed[0])
+    assert km == pytest.approx(2 * 0.1112, rel=0.01)  # two segments of 0.001° latitude
+    done = run_cli(db_url, "insurer", "rollup")
+    assert done.stdout == "rolled up 0 vehicle-hour(s)\n"

@@ -1,14 +1,19 @@
-"""``telematics insurer add|key|policy|revoke-key|revoke-policy|disable|list``."""
+"""``telematics insurer add|key|policy|revoke-key|revoke-policy|disable|list|rollup``."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
+
+import asyncpg
 
 from telematics.cliargs import iso_datetime
 from telematics.config import Settings
 from telematics.insurer.model import CONSENTS, KEY_SCOPES
+from telematics.insurer.scoring import load_weights
 from telematics.insurer.store import insurers
+from telematics.insurer.store.exposure import roll_up
 from telematics.store.database import run_with_db
 
 
@@ -46,6 +51,11 @@ def add_arguments(subparsers: Any) -> None:
     disable.add_argument("id")
     disable.set_defaults(func=_disable)
     sub.add_parser("list", help="insurers and their policies").set_defaults(func=_list)
+    sub.add_parser(
+        "rollup",
+        help="sum every closed vehicle-hour not rolled up yet, now and at full speed (the"
+        " server does it in the background; after an upgrade this catches up at once)",
+    ).set_defaults(func=_rollup)
 
 
 def _add(args: argparse.Namespace, settings: Settings) -> int:
@@ -104,4 +114,28 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
                 f"  {p.id}\t{what}\t{p.starts_at.isoformat()} – {p.ends_at.isoformat()}"
                 f"\t{','.join(p.consent)}\t{state}"
             )
+    return 0
+
+
+def _rollup(args: argparse.Namespace, settings: Settings) -> int:
+    weights = load_weights()
+
+    async def run(conn: asyncpg.Connection) -> int:
+        total = 0
+        while True:
+            now = await conn.fetchval("SELECT now()")
+            done = await roll_up(
+                conn,
+                now=now,
+                gap_s=weights.segment_gap_s,
+                min_kmh=weights.driving_min_kmh,
+                limit=1000,
+                wait=True,  # behind a server's batch, not instead of it
+            )
+            if not done:
+                return total
+            total += done
+            print(f"rolled up {total} vehicle-hour(s)…", file=sys.stderr)
+
+    print(f"rolled up {run_with_db(settings, run)} vehicle-hour(s)")
     return 0

@@ -29,7 +29,7 @@ HOUR = timedelta(hours=1)
 #: (and bumps its hour's version) a minute after its hour ended; the margin between the
 #: two is time for a flush that scanned before that minute to commit.
 ROLLUP_DELAY = timedelta(minutes=10)
-_ROLLUP_LOCK = 0x7E1E_0012  # advisory lock: one roll-up at a time, whatever the worker
+ROLLUP_LOCK = 0x7E1E_0012  # advisory lock: one roll-up at a time, whatever the worker
 
 # Coverage windows clipped to [since, until); overlapping policies must not count twice,
 # so rows are filtered with EXISTS instead of joined.
@@ -228,12 +228,21 @@ async def exposure(
 
 
 async def roll_up(
-    conn: asyncpg.Connection, *, now: datetime, gap_s: float, min_kmh: float, limit: int = 100
+    conn: asyncpg.Connection,
+    *,
+    now: datetime,
+    gap_s: float,
+    min_kmh: float,
+    limit: int = 100,
+    wait: bool = False,
 ) -> int:
     """Sum up to ``limit`` closed vehicle-hours whose rollup is missing or out of date, in
-    one transaction; how many. 0 also when another roll-up holds the lock."""
+    one transaction; how many. 0 also when another roll-up holds the lock, unless
+    ``wait``: then this one waits for it."""
     async with conn.transaction():
-        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _ROLLUP_LOCK):
+        if wait:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", ROLLUP_LOCK)
+        elif not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", ROLLUP_LOCK):
             return 0
         if not await _rollups_usable(conn, gap_s, min_kmh):
             # New settings (risk_weights.json): every rollup is summed again with them.
