@@ -11,9 +11,9 @@ import asyncpg
 from telematics.cliargs import iso_datetime
 from telematics.config import Settings
 from telematics.insurer.model import CONSENTS, KEY_SCOPES
+from telematics.insurer.rollup import roll_up_now
 from telematics.insurer.scoring import load_weights
 from telematics.insurer.store import insurers
-from telematics.insurer.store.exposure import roll_up
 from telematics.store.database import run_with_db
 
 
@@ -123,15 +123,8 @@ def _rollup(args: argparse.Namespace, settings: Settings) -> int:
     async def run(conn: asyncpg.Connection) -> int:
         total = 0
         while True:
-            now = await conn.fetchval("SELECT now()")
-            done = await roll_up(
-                conn,
-                now=now,
-                gap_s=weights.segment_gap_s,
-                min_kmh=weights.driving_min_kmh,
-                limit=1000,
-                wait=True,  # behind a server's batch, not instead of it
-            )
+            # wait: behind a server's batch, not instead of it
+            done = await roll_up_now(conn, weights, limit=1000, wait=True)
             if not done:
                 return total
             total += done

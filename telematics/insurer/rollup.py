@@ -26,6 +26,20 @@ BATCH = 100  # vehicle-hours a transaction: up to 360,000 fixes at 1 Hz
 MIN_PAUSE_S = 0.2
 
 
+async def roll_up_now(
+    conn: asyncpg.Connection, weights: RiskWeights, *, limit: int, wait: bool = False
+) -> int:
+    """One batch of :func:`roll_up` as of the database's clock, with the scores' settings."""
+    return await roll_up(
+        conn,
+        now=await conn.fetchval("SELECT now()"),
+        gap_s=weights.segment_gap_s,
+        min_kmh=weights.driving_min_kmh,
+        limit=limit,
+        wait=wait,
+    )
+
+
 async def run_rollups(
     pool: asyncpg.Pool, stop: asyncio.Event, weights: RiskWeights, *, interval_s: float = 60.0
 ) -> None:
@@ -37,14 +51,7 @@ async def run_rollups(
             while not stop.is_set():
                 started = time.monotonic()
                 async with pool.acquire() as conn:
-                    now = await conn.fetchval("SELECT now()")
-                    done = await roll_up(
-                        conn,
-                        now=now,
-                        gap_s=weights.segment_gap_s,
-                        min_kmh=weights.driving_min_kmh,
-                        limit=BATCH,
-                    )
+                    done = await roll_up_now(conn, weights, limit=BATCH)
                 total += done
                 if done < BATCH:
                     break
