@@ -11,6 +11,14 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+async def pause_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
+    """Wait ``seconds``, or less if ``stop`` is set meanwhile (background tasks' ticks)."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass
+
+
 #: Scheduled collections (see ``tune_gc``): young objects every 5 minutes; everything once
 #: an hour, which bounds what cycles left by closed connections can hold. When this many
 #: more objects have been allocated than freed since the last pass (a burst of new

@@ -17,6 +17,7 @@ import asyncpg
 
 from telematics.insurer.scoring import RiskWeights
 from telematics.insurer.store.exposure import roll_up
+from telematics.runtime import pause_unless_stopped
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,4 @@ async def run_rollups(
                 log.info("rolled up %d vehicle-hour(s) of exposure", total)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("exposure roll-up: %r", exc)
-        try:
-            await asyncio.wait_for(stop.wait(), interval_s)
-        except TimeoutError:
-            pass
+        await pause_unless_stopped(stop, interval_s)

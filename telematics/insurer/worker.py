@@ -23,6 +23,7 @@ from telematics.config import env_float
 from telematics.insurer import egress, signing
 from telematics.insurer.backoff import BASE_S, CAP_S, GONE, is_success, retry_delay
 from telematics.insurer.store import webhooks as store
+from telematics.runtime import pause_unless_stopped
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,4 @@ async def run_delivery_worker(
                 tried = 0
             if tried:
                 continue  # more may be due right away
-            try:
-                await asyncio.wait_for(stop.wait(), settings.poll_s)
-            except TimeoutError:
-                pass
+            await pause_unless_stopped(stop, settings.poll_s)

@@ -58,6 +58,7 @@ import asyncpg
 from telematics.classify.rules import Rules
 from telematics.errors import UsageError
 from telematics.protocol.messages import DERIVED_KINDS, EVENT_KINDS, TPMS_KINDS
+from telematics.runtime import pause_unless_stopped
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +281,4 @@ async def run_evaluator(
                 log.info("evaluated %d intervention outcome(s)", done)
         except (OSError, asyncpg.PostgresError) as exc:
             log.warning("intervention outcomes: %s", exc)
-        try:
-            await asyncio.wait_for(stop.wait(), interval_s)
-        except TimeoutError:
-            pass
+        await pause_unless_stopped(stop, interval_s)
