@@ -167,16 +167,18 @@ def raw_spans(spans: Iterable[Span], stale: dict[str, set[datetime]]) -> list[Sp
         if s < first:
             out.append((vehicle, s, first))
         for hour in sorted(h for h in stale.get(vehicle, ()) if first <= h < last):
-            if out and out[-1][0] == vehicle and out[-1][2] == hour:
-                out[-1] = (vehicle, out[-1][1], hour + HOUR)  # one range for a run of hours
-            else:
-                out.append((vehicle, hour, hour + HOUR))
+            _join(out, vehicle, hour, hour + HOUR)
         if last < e:
-            if out and out[-1][0] == vehicle and out[-1][2] == last:
-                out[-1] = (vehicle, out[-1][1], e)
-            else:
-                out.append((vehicle, last, e))
+            _join(out, vehicle, last, e)
     return out
+
+
+def _join(out: list[Span], vehicle: str, s: datetime, e: datetime) -> None:
+    """Add ``[s, e)``, as one range with the last when that ends where this starts."""
+    if out and out[-1][0] == vehicle and out[-1][2] == s:
+        out[-1] = (vehicle, out[-1][1], e)
+    else:
+        out.append((vehicle, s, e))
 
 
 def _columns(spans: Sequence[Span]) -> tuple[list[str], list[datetime], list[datetime]]:
