@@ -7,6 +7,7 @@ import logging
 from aiohttp import web
 
 from telematics.ingest.connection import KEEP_RAW_BYTES, DeviceConnection, welcome_time
+from telematics.ingest.hub import Hub
 from telematics.ingest.keys import HUB
 from telematics.protocol.session import DeviceSession
 from telematics.store import registry
@@ -30,12 +31,28 @@ def _unauthorized(message: str) -> web.Response:
     )
 
 
+def _peer_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def _abandoned(hub: Hub, request: web.Request) -> web.Response:
+    """The unit hung up before its upgrade was answered (it gave up waiting, in a connect
+    storm): count it and move on. Left to aiohttp, each one logged a 500 with a traceback,
+    CPU the storm's survivors needed."""
+    hub.stats.handshakes_abandoned += 1
+    log.debug("unit at %s hung up before its upgrade was answered", request.remote)
+    return web.Response(status=400, text="the unit hung up during the upgrade")
+
+
 async def device_endpoint(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     token = _bearer(request)
     if token is None:
         return _unauthorized("Authorization: Bearer <device token> is required")
     async with hub.pool.acquire() as db:
+        if _peer_gone(request):  # waited long for a connection: is anyone still there?
+            return _abandoned(hub, request)
         found = await registry.authenticate(db, token)
     if found is None:
         return _unauthorized("unknown or revoked device token")
@@ -43,7 +60,10 @@ async def device_endpoint(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(
         max_msg_size=KEEP_RAW_BYTES, autoping=False, compress=False, decode_text=False
     )
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except ConnectionError:
+        return _abandoned(hub, request)
     session = DeviceSession(vehicle.id, last_seq, hub.settings.garbage_limit)
     conn = DeviceConnection(hub, ws, request, session, await hub.processor_for(vehicle, last_seq))
     conn.post(session.welcome(welcome_time()))

@@ -56,6 +56,7 @@ class IngestStats:
     alarms: Counter[str] = field(default_factory=Counter)
     interventions_issued: int = 0
     interventions_delivered: int = 0
+    handshakes_abandoned: int = 0  # units that hung up before their upgrade was answered
 
     def count_inbound(self, inbound: Inbound) -> None:
         # Once per frame: plain loops, no generator set up for the usual empty case.
@@ -375,6 +376,7 @@ class Hub:
             "alarms": dict(s.alarms),
             "interventions_issued": s.interventions_issued,
             "interventions_delivered": s.interventions_delivered,
+            "handshakes_abandoned": s.handshakes_abandoned,
             "writer_backlog": self.writer.backlog,
             "writer_flushes": self.writer.stats.flushes,
             "writer_retries": self.writer.stats.retries,

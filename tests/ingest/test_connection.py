@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import socket
+import struct
+
 import aiohttp
 import asyncpg
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.helpers import RunningServer, Unit, add_vehicle, start_server, telemetry
+from tests.helpers import RunningServer, Unit, add_vehicle, eventually, start_server, telemetry
 
 
 async def test_silent_unit_is_closed(db_url: str) -> None:
@@ -58,4 +63,39 @@ async def test_health_and_stats(server: RunningServer) -> None:
         async with http.get(f"{server.http_url}/v1/stats") as resp:
             stats = await resp.json()
     assert stats["connected"] == 1 and stats["committed_items"] == 1
+    await unit.close()
+
+
+async def _hang_up_during_upgrade(port: int, token: str) -> None:
+    """Ask for the upgrade, then reset the connection before any answer (SO_LINGER 0)."""
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"GET /v1/device HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer " + token.encode() + b"\r\n\r\n"
+    )
+    await writer.drain()
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def test_unit_hanging_up_during_the_upgrade_is_counted_not_logged_as_an_error(
+    server: RunningServer, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In a connect storm units give up on slow upgrades; each must not cost a 500 and a
+    logged traceback, and the server goes on serving the others."""
+    token = await add_vehicle(db_url)
+    with caplog.at_level(logging.DEBUG, logger="aiohttp.server"):
+        for _ in range(3):
+            await _hang_up_during_upgrade(server.port, token)
+
+        async def all_counted() -> bool:
+            return server.hub.stats.handshakes_abandoned == 3
+
+        assert await eventually(all_counted)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    unit = await Unit.connect(server.ws_url, token)
+    await unit.send(telemetry(1))
+    await unit.ack_reaching(1)
     await unit.close()
