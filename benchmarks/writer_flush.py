@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ from typing import Any
 sys.path.insert(0, os.getcwd())
 sys.path.insert(0, os.path.join(os.getcwd(), "benchmarks"))
 
-from ingest import CLASSES, postgres_cpu_s, prepare
+import psutil
+from ingest import CLASSES, prepare
 
 from telematics.classify.context import load_policy
 from telematics.fleet import CLASS_PROFILES, Vehicle
@@ -64,7 +66,28 @@ def make_plans(vehicles: int, frames: int) -> list[StorePlan]:
     return [plans[i] for i in range(longest) for plans in per_vehicle if i < len(plans)]
 
 
-async def flush_all(url: str, plans: list[StorePlan], group: int, rounds: int) -> dict[str, Any]:
+def server_cpu(pgdata: Path) -> Callable[[], float]:
+    """CPU seconds of this benchmark's PostgreSQL: its postmaster and every process it
+    started, live or exited; not the other servers on the machine (ingest.py's is all)."""
+    postmaster = psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
+
+    def cpu_s() -> float:
+        own = postmaster.cpu_times()
+        total: float = own.user + own.system + own.children_user + own.children_system
+        for child in postmaster.children(recursive=True):
+            try:
+                times = child.cpu_times()
+            except psutil.Error:  # exited meanwhile: counted in children_* next time
+                continue
+            total += times.user + times.system
+        return total
+
+    return cpu_s
+
+
+async def flush_all(
+    url: str, plans: list[StorePlan], group: int, rounds: int, postgres_cpu_s: Callable[[], float]
+) -> dict[str, Any]:
     """Flush the plans in ``rounds`` equal parts (in time order); each part's figures."""
     writer = BatchWriter(url)
     groups = [plans[i : i + group] for i in range(0, len(plans), group)]
@@ -73,10 +96,12 @@ async def flush_all(url: str, plans: list[StorePlan], group: int, rounds: int) -
     figures: dict[str, list[float]] = {"python_us": [], "postgres_us": [], "wall_ms": []}
     for r in range(rounds):
         part = groups[r * per_round : (r + 1) * per_round]
-        cpu0, wall0, pg0 = time.thread_time(), time.perf_counter(), postgres_cpu_s()
+        pg0 = postgres_cpu_s()  # (psutil's own CPU outside the writer's window)
+        cpu0, wall0 = time.thread_time(), time.perf_counter()
         for plans_of_flush in part:
             await writer._flush(plans_of_flush)
-        cpu1, wall1, pg1 = time.thread_time(), time.perf_counter(), postgres_cpu_s()
+        cpu1, wall1 = time.thread_time(), time.perf_counter()
+        pg1 = postgres_cpu_s()
         frames = sum(map(len, part))
         figures["python_us"].append(round(1e6 * (cpu1 - cpu0) / frames, 1))
         figures["postgres_us"].append(round(1e6 * (pg1 - pg0) / frames, 1))
@@ -108,7 +133,8 @@ def main() -> int:
         try:
             asyncio.run(prepare(url, args.vehicles, Path(tmp) / "tokens.csv"))
             plans = make_plans(args.vehicles, args.frames * args.rounds)
-            figures = uvloop.run(flush_all(url, plans, args.flush, args.rounds))
+            pg_cpu = server_cpu(Path(tmp) / "pg")
+            figures = uvloop.run(flush_all(url, plans, args.flush, args.rounds, pg_cpu))
         finally:
             embedded.cleanup()
     print(json.dumps({"vehicles": args.vehicles, "frames_per_flush": args.flush, **figures}))
