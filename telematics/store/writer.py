@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 import asyncpg
@@ -382,37 +383,37 @@ class BatchWriter:
         async with conn.transaction():
             fixes, marks = _scan_telemetry(plans, self._marked_hour, _late_before(time.time()))
             cursors = await self._advance_cursors(conn, plans, fixes)
-            plans = [self._drop_stored(p, cursors.get(p.vehicle_id, 0)) for p in plans]
-            new_months = await self._ensure_partitions(conn, plans)
-            await _copy(conn, "telemetry", _TELEMETRY_COLS, (r for p in plans for r in p.telemetry))
+            # One pass over the plans (hundreds a flush, nearly all one reading each) for
+            # every table's rows: a pass per table and statement was a fifth of the flush.
+            rows = _Rows()
+            for p in plans:
+                cursor = cursors.get(p.vehicle_id, 0)
+                if cursor and p.max_seq and p.min_seq <= cursor:
+                    p = self._drop_stored(p, cursor)
+                rows.add(p)
+            new_months = await self._ensure_partitions(conn, rows.telemetry)
+            await _copy(conn, "telemetry", _TELEMETRY_COLS, rows.telemetry)
             await self._hour_marks(conn, marks)
-            await _copy(conn, "tire_readings", _TIRE_COLS, (r for p in plans for r in p.tires))
-            await _copy(conn, "events", _EVENT_COLS, (r for p in plans for r in p.events))
-            await _copy(
-                conn, "rejected_items", _REJECTED_COLS, (r for p in plans for r in p.rejected)
-            )
-            await _copy(conn, "alarms", ALARM_COLUMNS, (r for p in plans for r in p.alarms))
-            await self._repeat_alarms(conn, plans)
-            await _announce_alarms(conn, plans)
-            await self._lifecycle(conn, plans)
-            await self._interventions(conn, [i for p in plans for i in p.interventions])
-            await self._device_statuses(conn, plans)
-            await self._stored_alarms(conn, plans)
-            await _copy(
-                conn,
-                "zone_transitions",
-                _ZONE_TRANSITION_COLS,
-                (r for p in plans for r in p.zone_transitions),
-            )
+            await _copy(conn, "tire_readings", _TIRE_COLS, rows.tires)
+            await _copy(conn, "events", _EVENT_COLS, rows.events)
+            await _copy(conn, "rejected_items", _REJECTED_COLS, rows.rejected)
+            if rows.rare:  # the plans with alarms, interventions, lifecycle, device reports
+                rare = rows.rare
+                await _copy(conn, "alarms", ALARM_COLUMNS, (r for p in rare for r in p.alarms))
+                await self._repeat_alarms(conn, rare)
+                await _announce_alarms(conn, rare)
+                await self._lifecycle(conn, rare)
+                await self._interventions(conn, [i for p in rare for i in p.interventions])
+                await self._device_statuses(conn, rare)
+                await self._stored_alarms(conn, rare)
+            await _copy(conn, "zone_transitions", _ZONE_TRANSITION_COLS, rows.zone_transitions)
         self._months |= new_months  # only once committed: a rolled-back DDL is gone again
         self._marked_hour.update(self._pending_marks)
-        items = sum(len(p.telemetry) + len(p.events) for p in plans)
+        items = len(rows.telemetry) + len(rows.events)
         self.stats.flushes += 1
         self.stats.items += items
         self.stats.flush_items.append(items)
-        self.stats.rows += sum(
-            len(p.telemetry) + len(p.tires) + len(p.events) + len(p.rejected) for p in plans
-        )
+        self.stats.rows += items + len(rows.tires) + len(rows.rejected)
         self.stats.last_flush_s = time.perf_counter() - started
         self.stats.flush_ms.append(self.stats.last_flush_s * 1e3)
 
@@ -541,16 +542,15 @@ class BatchWriter:
                 p.stored_alarms = await alarm_store.active_alarms_of(conn, p.vehicle_id)
 
     async def _ensure_partitions(
-        self, conn: asyncpg.Connection, plans: list[StorePlan]
+        self, conn: asyncpg.Connection, telemetry: list[tuple[Any, ...]]
     ) -> set[date]:
         """Create the UTC month partitions this batch needs (tire rows share their ts)."""
-        stamps = [r[2] for p in plans for r in p.telemetry]
-        if not stamps:
+        if not telemetry:
             return set()
-        lo, hi = _month_of(min(stamps)), _month_of(max(stamps))
+        lo, hi = _month_of(min(map(_TS, telemetry))), _month_of(max(map(_TS, telemetry)))
         # Only the months that occur: a unit whose GPS clock jumped back years (week
         # rollover) must not make this flush create every month in between.
-        months = {lo} if lo == hi else {_month_of(ts) for ts in stamps}
+        months = {lo} if lo == hi else {_month_of(r[2]) for r in telemetry}
         needed = months - self._months
         for month in sorted(needed):
             await conn.execute("SELECT ensure_month_partitions($1)", month)
@@ -689,10 +689,42 @@ async def _announce_alarms(conn: asyncpg.Connection, plans: list[StorePlan]) -> 
         )
 
 
+_TS = itemgetter(2)
+
+
+@dataclass(slots=True)
+class _Rows:
+    """A flush's rows of every table; ``rare``: the few plans that carry more than
+    readings (alarms, interventions, lifecycle writes, device reports), for the
+    statements that only they need."""
+
+    telemetry: list[tuple[Any, ...]] = field(default_factory=list)
+    tires: list[tuple[Any, ...]] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    rejected: list[tuple[Any, ...]] = field(default_factory=list)
+    zone_transitions: list[tuple[Any, ...]] = field(default_factory=list)
+    rare: list[StorePlan] = field(default_factory=list)
+
+    def add(self, p: StorePlan) -> None:
+        self.telemetry += p.telemetry
+        if p.tires:
+            self.tires += p.tires
+        if p.events:
+            self.events += p.events
+        if p.rejected:
+            self.rejected += p.rejected
+        if p.zone_transitions:
+            self.zone_transitions += p.zone_transitions
+        if p.alarms or p.repeats or p.interventions or p.device_statuses:
+            self.rare.append(p)
+        elif p.dropped_alarms or p.lifecycle:
+            self.rare.append(p)
+
+
 async def _copy(
     conn: asyncpg.Connection, table: str, columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]]
 ) -> None:
-    records = list(rows)
+    records = rows if isinstance(rows, list) else list(rows)
     if records:
         await conn.copy_records_to_table(table, records=records, columns=columns)
 
