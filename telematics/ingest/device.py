@@ -53,10 +53,10 @@ async def device_endpoint(request: web.Request) -> web.StreamResponse:
     async with hub.pool.acquire() as db:
         if _peer_gone(request):  # waited long for a connection: is anyone still there?
             return _abandoned(hub, request)
-        found = await registry.authenticate(db, token)
-    if found is None:
+        login = await registry.authenticate(db, token, hub.pending_since())
+    if login is None:
         return _unauthorized("unknown or revoked device token")
-    vehicle, last_seq = found
+    vehicle, last_seq = login.vehicle, login.last_seq
     ws = web.WebSocketResponse(
         max_msg_size=KEEP_RAW_BYTES, autoping=False, compress=False, decode_text=False
     )
@@ -65,9 +65,10 @@ async def device_endpoint(request: web.Request) -> web.StreamResponse:
     except ConnectionError:
         return _abandoned(hub, request)
     session = DeviceSession(vehicle.id, last_seq, hub.settings.garbage_limit)
-    conn = DeviceConnection(hub, ws, request, session, await hub.processor_for(vehicle, last_seq))
+    processor = await hub.processor_for(vehicle, last_seq, login.has_active_alarms)
+    conn = DeviceConnection(hub, ws, request, session, processor)
     conn.post(session.welcome(welcome_time()))
-    await hub.attach(conn)
+    await hub.attach(conn, login.has_pending_interventions)
     try:
         await conn.serve()
     except Exception:  # a bug here must cost one connection at most, never the server

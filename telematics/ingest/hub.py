@@ -127,13 +127,20 @@ class Hub:
 
     # -- connections -----------------------------------------------------------------
 
-    async def attach(self, conn: DeviceConnection) -> None:
-        """Register a new connection (replacing an older one of the same vehicle)."""
+    def pending_since(self) -> datetime:
+        """Interventions issued before this have expired: not resent on a connect."""
+        return self.clock() - timedelta(seconds=self.settings.intervention_expire_s)
+
+    async def attach(self, conn: DeviceConnection, has_pending: bool = True) -> None:
+        """Register a new connection (replacing an older one of the same vehicle) and
+        resend its undelivered interventions (``has_pending``: whether there may be any)."""
         old = self.connections.get(conn.vehicle_id)
         if old is not None:
             await old.close(1000, "replaced by a newer connection")
         self.connections[conn.vehicle_id] = conn
-        since = self.clock() - timedelta(seconds=self.settings.intervention_expire_s)
+        if not has_pending:
+            return
+        since = self.pending_since()
         async with self.pool.acquire() as db:
             pending = await registry.pending_interventions(db, conn.vehicle_id, since)
         now = self.clock()
@@ -164,8 +171,11 @@ class Hub:
             del self.connections[conn.vehicle_id]
         self._dirty.pop(conn, None)
 
-    async def processor_for(self, vehicle: Vehicle, stored_seq: int) -> VehicleProcessor:
-        """The vehicle's processor: kept across reconnects, rebuilt from the database.
+    async def processor_for(
+        self, vehicle: Vehicle, stored_seq: int, has_active_alarms: bool = True
+    ) -> VehicleProcessor:
+        """The vehicle's processor: kept across reconnects, rebuilt from the database
+        (its open alarms; ``has_active_alarms`` False: it has none, nothing to read).
 
         ``stored_seq`` is the vehicle's cursor as read for this connection. Beyond the
         last seq the cached processor saw, the vehicle streamed to another worker
@@ -183,8 +193,9 @@ class Hub:
         processor = VehicleProcessor(
             vehicle, self.policy, self.escalation, self.zones, self.stale_after
         )
-        async with self.pool.acquire() as db:
-            processor.restore(await alarm_store.active_alarms_of(db, vehicle.id))
+        if has_active_alarms:
+            async with self.pool.acquire() as db:
+                processor.restore(await alarm_store.active_alarms_of(db, vehicle.id))
         processor.seen_seq = stored_seq  # read before the alarms: they are at least as new
         self.processors[vehicle.id] = processor
         while len(self.processors) > MAX_CACHED_PROCESSORS:

@@ -123,18 +123,46 @@ def _vehicle(row: Any) -> Vehicle:
     )
 
 
-async def authenticate(conn: asyncpg.Connection, token: str) -> tuple[Vehicle, int] | None:
-    """The vehicle of a live token and its stored ``last_seq``, or None."""
+@dataclass(frozen=True)
+class Login:
+    """A unit's token checked, with what its connection needs to know up front."""
+
+    vehicle: Vehicle
+    last_seq: int
+    has_active_alarms: bool  # else a fresh processor has nothing to restore
+    has_pending_interventions: bool  # issued since ``pending_since``, not yet delivered
+
+
+async def authenticate(
+    conn: asyncpg.Connection, token: str, pending_since: datetime
+) -> Login | None:
+    """The vehicle of a live token, its stored ``last_seq``, or None.
+
+    One round trip for the usual connect: whether there are open alarms or undelivered
+    interventions to read rides along, so those queries run only when there are some.
+    """
     row = await conn.fetchrow(
-        """SELECT v.*, c.last_seq FROM device_tokens t
+        """SELECT v.*, c.last_seq,
+                  EXISTS (SELECT 1 FROM alarms a WHERE a.vehicle_id = v.id AND a.active)
+                      AS has_active_alarms,
+                  EXISTS (SELECT 1 FROM interventions i
+                          WHERE i.vehicle_id = v.id AND i.status = 'issued'
+                            AND i.issued_at >= $2) AS has_pending_interventions
+           FROM device_tokens t
            JOIN vehicles v ON v.id = t.vehicle_id
            JOIN ingest_cursor c ON c.vehicle_id = v.id
            WHERE t.token_hash = $1 AND t.revoked_at IS NULL""",
         token_hash(token),
+        pending_since,
     )
     if row is None:
         return None
-    return _vehicle(row), int(row["last_seq"])
+    return Login(
+        _vehicle(row),
+        int(row["last_seq"]),
+        row["has_active_alarms"],
+        row["has_pending_interventions"],
+    )
 
 
 @dataclass(frozen=True)
