@@ -177,15 +177,17 @@ class TireSet:
     def readings(self) -> list[dict[str, Any]]:
         """The ``tires`` array of a telemetry item (rounded like a real TPMS sensor)."""
         rnd = self._rng.random
-        out: list[dict[str, Any]] = []
-        for tire in self.tires:
-            reading: dict[str, Any] = {"pos": tire.pos}
-            if tire.sensor_ok:
-                reading["kpa"] = max(0, round(tire.kpa + (rnd() - 0.5) * 3.0))
-                reading["temp_c"] = round(tire.temp_c + (rnd() - 0.5) * 0.6, 1)
-            reading["sensor_battery_pct"] = int(tire.battery_pct)
-            out.append(reading)
-        return out
+        return [
+            {
+                "pos": tire.pos,
+                "kpa": max(0, round(tire.kpa + (rnd() - 0.5) * 3.0)),
+                "temp_c": round(tire.temp_c + (rnd() - 0.5) * 0.6, 1),
+                "sensor_battery_pct": int(tire.battery_pct),
+            }
+            if tire.sensor_ok
+            else {"pos": tire.pos, "sensor_battery_pct": int(tire.battery_pct)}
+            for tire in self.tires
+        ]
 
     def check_alarms(self, dt: float) -> list[TireEvent]:
         """The unit's own TPMS alarms newly raised by the latest sample (call after advance)."""
@@ -202,44 +204,54 @@ class TireSet:
                     )
                 continue
             kpa = tire.kpa
-            attrs: dict[str, Any] = {
-                "pos": tire.pos,
-                "kpa": round(kpa),
-                "temp_c": round(tire.temp_c, 1),
-                "placard_kpa": placard,
-            }
+            alarms = tire.alarms
+            raised: list[tuple[str, int]] = []  # the usual sample raises nothing
             ratio = kpa / placard
-            if ratio < LOW_2 and not tire.alarms & 2:
-                tire.alarms |= 3
-                events.append(TireEvent("tire_pressure_low", 2, attrs))
-            elif ratio < LOW_1 and not tire.alarms & 1:
-                tire.alarms |= 1
-                events.append(TireEvent("tire_pressure_low", 1, attrs))
+            if ratio < LOW_2 and not alarms & 2:
+                alarms |= 3
+                raised.append(("tire_pressure_low", 2))
+            elif ratio < LOW_1 and not alarms & 1:
+                alarms |= 1
+                raised.append(("tire_pressure_low", 1))
             elif ratio > LOW_REARM:
-                tire.alarms &= ~3
-            if ratio > HIGH_1 and not tire.alarms & 4:
-                tire.alarms |= 4
-                events.append(TireEvent("tire_pressure_high", 1, attrs))
+                alarms &= ~3
+            if ratio > HIGH_1 and not alarms & 4:
+                alarms |= 4
+                raised.append(("tire_pressure_high", 1))
             elif ratio < HIGH_REARM:
-                tire.alarms &= ~4
+                alarms &= ~4
             temp = tire.temp_c
-            if temp > TEMP_2 and not tire.alarms & 16:
-                tire.alarms |= 24
-                events.append(TireEvent("tire_temp_high", 2, attrs))
-            elif temp > TEMP_1 and not tire.alarms & 8:
-                tire.alarms |= 8
-                events.append(TireEvent("tire_temp_high", 1, attrs))
+            if temp > TEMP_2 and not alarms & 16:
+                alarms |= 24
+                raised.append(("tire_temp_high", 2))
+            elif temp > TEMP_1 and not alarms & 8:
+                alarms |= 8
+                raised.append(("tire_temp_high", 1))
             elif temp < TEMP_REARM:
-                tire.alarms &= ~24
+                alarms &= ~24
+            rate = 0.0
             if dt > 0.0:
                 rate = (prev - kpa) * 60.0 / dt
-                if rate >= FAST_LEAK_KPA_MIN and not tire.alarms & 32:
-                    tire.alarms |= 32
-                    events.append(
-                        TireEvent("tire_fast_leak", 2, {**attrs, "rate_kpa_min": round(rate, 1)})
-                    )
+                if rate >= FAST_LEAK_KPA_MIN and not alarms & 32:
+                    alarms |= 32
+                    raised.append(("tire_fast_leak", 2))
                 elif rate < FAST_LEAK_KPA_MIN / 4:
-                    tire.alarms &= ~32
+                    alarms &= ~32
+            tire.alarms = alarms
+            if raised:
+                attrs: dict[str, Any] = {
+                    "pos": tire.pos,
+                    "kpa": round(kpa),
+                    "temp_c": round(temp, 1),
+                    "placard_kpa": placard,
+                }
+                for kind, level in raised:
+                    if kind == "tire_fast_leak":
+                        events.append(
+                            TireEvent(kind, level, {**attrs, "rate_kpa_min": round(rate, 1)})
+                        )
+                    else:
+                        events.append(TireEvent(kind, level, attrs))
             if tire.battery_pct < 10.0 and not tire.alarms & 128:
                 tire.alarms |= 128
                 events.append(
