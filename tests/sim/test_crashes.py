@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 
 from telematics.sim import risk
 from telematics.sim.vehicle import VehicleSim
@@ -52,3 +53,31 @@ def test_live_draws_match_the_vectorised_truth() -> None:
         noise=np.array([rng.gauss(0, risk.NOISE_SD) for _ in range(20000)]),
     )).mean()  # fmt: skip
     assert abs(hits / 4000 - p) < 4 * np.sqrt(p * (1 - p) / 4000) + 0.005
+
+
+def test_one_alarm_in_plain_numbers_gets_the_arrays_probability() -> None:
+    """The live simulator grades one alarm with SCALARS; the training generator grades
+    arrays with numpy: the same formula must give the same number, every term."""
+    rng = np.random.default_rng(5)
+    n = 500
+    arrays = {
+        "kind": rng.integers(0, len(risk.KINDS), n),
+        "vehicle_class": rng.integers(0, len(risk.CLASS_INDEX), n),
+        "speed_kmh": rng.uniform(0, 130, n),
+        "recurrence": rng.integers(0, 6, n).astype(float),
+        "recent_alarms": rng.integers(0, 12, n).astype(float),
+        "continuous_h": rng.uniform(0, 10, n),
+        "tire_conditions": rng.integers(0, 4, n).astype(float),
+        "driver_log_risk": rng.normal(0, 0.5, n),
+        "vehicle_effect": rng.normal(0, 0.35, n),
+        "noise": rng.normal(0, 0.6, n),
+    }
+    for flag in ("level2", "load_full", "load_half", "night", "school", "tunnel",
+                 "flood_prone", "depot", "hazmat_zone"):  # fmt: skip
+        arrays[flag] = rng.random(n) < 0.5
+    expected = risk.sigmoid(risk.collision_logit(**arrays))
+    for i in range(n):
+        one = {k: v[i].item() for k, v in arrays.items()}
+        got: object = risk.sigmoid(risk.collision_logit(**one, ops=risk.SCALARS), risk.SCALARS)
+        assert type(got) is float
+        assert got == pytest.approx(expected[i], rel=1e-12)
