@@ -64,7 +64,9 @@ async def _connect(port: int, token: str, n: int) -> tuple[float, asyncio.Stream
     return time.perf_counter() - started, writer
 
 
-async def storm(port: int, tokens: list[str], inflight: int) -> tuple[list[float], float, list[asyncio.StreamWriter]]:
+async def storm(
+    port: int, tokens: list[str], inflight: int
+) -> tuple[list[float], float, list[asyncio.StreamWriter]]:
     gate = asyncio.Semaphore(inflight)
 
     async def one(n: int, token: str) -> tuple[float, asyncio.StreamWriter]:
