@@ -93,6 +93,7 @@ class Settings:
     log_level: str = "INFO"
     map_tiles: str = ""  # dashboard tile URL template ({z}/{x}/{y}); empty: no basemap
     map_attribution: str = ""
+    live_ping_s: float = 10.0  # the dashboard pings its live socket; silent 1.5x as long: dead
     cookie_secure: bool = True  # the session cookie only over HTTPS (and http://localhost)
     model_dir: Path = field(default_factory=lambda: Path("var/models"))  # severity models
 
@@ -126,6 +127,7 @@ def load_settings() -> Settings:
         log_level=_env_log_level("TELEMATICS_LOG_LEVEL", "INFO"),
         map_tiles=env("TELEMATICS_MAP_TILES") or "",
         map_attribution=env("TELEMATICS_MAP_ATTRIBUTION") or "",
+        live_ping_s=env_float("TELEMATICS_LIVE_PING_S", 10.0),
         cookie_secure=(env("TELEMATICS_COOKIE_SECURE") or "true").lower() not in ("0", "false"),
         model_dir=Path(env("TELEMATICS_MODEL_DIR") or "var/models"),
     )

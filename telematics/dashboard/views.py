@@ -97,6 +97,7 @@ async def dashboard(request: web.Request) -> web.Response:
         "csrf": session.csrf_token,
         "tiles": settings.map_tiles,
         "attribution": settings.map_attribution,
+        "live_ping_s": settings.live_ping_s,
     }
     page = (STATIC / "index.html").read_text(encoding="utf-8")
     boot = html.escape(orjson.dumps(config).decode(), quote=True)

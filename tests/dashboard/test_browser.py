@@ -10,7 +10,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from telematics.store import registry
 from telematics.store.operators import add_operator
@@ -261,3 +261,40 @@ async def test_a_model_graded_alarm_shows_its_probability_and_factors(
         await page.goto(f"{server.http_url}/dashboard#vehicle/A-9")
         await expect(page.locator("#vehicle-alarms").get_by_test_id("model-grade")).to_have_count(1)
         await unit.close()
+
+
+async def test_a_live_link_that_goes_silent_is_replaced_not_trusted(
+    db_url: str, db: asyncpg.Connection, page: Page
+) -> None:
+    """A proxy or NAT can drop the live socket without closing it: no error, no close,
+    nothing arrives. The page must notice (its pings go unanswered), say so, and connect
+    again, instead of showing a frozen fleet as live."""
+    server = await start_server(db_url, live_ping_s=0.5)
+    try:
+        token = await add_vehicle(server.db_url, "A-1", fleet="FA")
+        await add_user(db, "disp", "dispatcher", None)
+        links: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+
+        def route(page_side: WebSocketRoute) -> None:
+            # forwards both ways until handlers replace the forwarding
+            links.append((page_side, page_side.connect_to_server()))
+
+        await page.route_web_socket("**/api/v1/live", route)
+        await sign_in(page, server, "disp")
+        assert len(links) == 1
+
+        # The link goes silent both ways, still open.
+        for side in links[0]:
+            side.on_message(lambda _message: None)
+        unit = await Unit.connect(server.ws_url, token)
+        await unit.send(telemetry(1, lat=31.30, lon=120.60, speed_kmh=40.0))
+        await unit.ack_reaching(1)
+
+        # Within about two ping intervals a new link brings the fix.
+        row = page.locator("#vehicle-table tbody tr[data-vehicle='A-1']")
+        await expect(row.get_by_test_id("speed")).to_have_text("40", timeout=10_000)
+        assert len(links) == 2
+        await expect(page.get_by_test_id("live-status")).to_have_text("live")
+        await unit.close()
+    finally:
+        await server.stop()

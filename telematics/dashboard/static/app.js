@@ -491,11 +491,38 @@ async function showKpis() {
 
 // -- the live socket --------------------------------------------------------------------
 
+// A link can die without a close (a laptop that slept, a proxy or NAT that forgot it):
+// the page would say "live" while nothing arrives. Ping it; if a ping goes unanswered
+// for 1.5 intervals (nothing at all heard since it went), drop the link and open a new
+// one. Measured from the ping, not the clock: a background tab's timers run late.
+const LIVE_PING_MS = (config.live_ping_s || 10) * 1000;
+
 function connect(delay) {
   const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/v1/live`);
   const status = $("#live-status");
-  ws.onopen = () => { status.textContent = "live"; status.className = "status live"; delay = 500; };
+  let heard = performance.now(), pinged = 0, gone = false;
+  const watchdog = setInterval(() => {
+    if (ws.readyState !== WebSocket.OPEN) return;
+    const now = performance.now();
+    if (pinged > heard && now - pinged > LIVE_PING_MS * 1.5) { lost(); return; }
+    if (pinged <= heard && now - pinged >= LIVE_PING_MS) { pinged = now; ws.send("ping"); }
+  }, LIVE_PING_MS / 2);
+  function lost() {
+    if (gone) return;
+    gone = true;
+    clearInterval(watchdog);
+    ws.onclose = ws.onmessage = null;
+    ws.close();
+    status.textContent = "reconnecting…";
+    status.className = "status down";
+    setTimeout(() => connect(Math.min(delay * 2, 10000)), delay);
+  }
+  ws.onopen = () => {
+    heard = performance.now();
+    status.textContent = "live"; status.className = "status live"; delay = 500;
+  };
   ws.onmessage = (msg) => {
+    heard = performance.now();
     const m = JSON.parse(msg.data);
     if (m.type === "snapshot") {  // a (re)connect: replace everything
       state.vehicles.clear();
@@ -505,11 +532,7 @@ function connect(delay) {
     } else if (m.type === "vehicles") updateVehicles(m.vehicles);
     else if (m.type === "alarms") updateAlarms(m.alarms, false);
   };
-  ws.onclose = () => {
-    status.textContent = "reconnecting…";
-    status.className = "status down";
-    setTimeout(() => connect(Math.min(delay * 2, 10000)), delay);
-  };
+  ws.onclose = lost;
   state.live = ws;
 }
 
