@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ingest import Server, prepare, python_loop_seconds, server_stats
 
+from telematics.spread import spread
 from telematics.store.database import EMBEDDED_DB, start_embedded
 
 _CLOSE = bytes([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8])  # masked close 1000, zero mask
@@ -86,22 +87,18 @@ async def close_all(writers: list[asyncio.StreamWriter]) -> None:
     await asyncio.gather(*(w.wait_closed() for w in writers), return_exceptions=True)
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] * 1e3, 1)
-
-
 async def run(server: Server, tokens: list[str], inflight: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in ("cold", "warm"):
         cpu0 = server.cpu_seconds()
         latencies, wall, writers = await storm(server.port, tokens, inflight)
         cpu = server.cpu_seconds() - cpu0
+        welcome_ms = spread((s * 1e3 for s in latencies), 1)
         out[name] = {
             "connects_per_s": round(len(tokens) / wall),
             "seconds_to_all_welcomed": round(wall, 2),
-            "welcome_p50_ms": _pct(latencies, 50),
-            "welcome_p99_ms": _pct(latencies, 99),
+            "welcome_p50_ms": welcome_ms["p50"],
+            "welcome_p99_ms": welcome_ms["p99"],
             "server_cpu_ms_per_connect": round(cpu / len(tokens) * 1e3, 3),
         }
         await close_all(writers)
