@@ -57,8 +57,8 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """Release without asyncpg's reset query (advisory unlock, CLOSE ALL, UNLISTEN, RESET
     ALL): nothing here leaves session state on a pooled connection (LISTEN has its own
     connection, advisory locks are per transaction, no SET), and asyncpg still rolls back
-    an open transaction first. The query was a round trip per release, two per device
-    connect: a fifth of a worker's CPU while a fleet reconnected."""
+    an open transaction first. The query was a round trip per release, and a device
+    connect released three: a fifth of a worker's CPU while a fleet reconnected."""
 
 
 async def create_pool(url: str, size: int = 4) -> asyncpg.Pool:

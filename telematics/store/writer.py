@@ -387,10 +387,7 @@ class BatchWriter:
             # every table's rows: a pass per table and statement was a fifth of the flush.
             rows = _Rows()
             for p in plans:
-                cursor = cursors.get(p.vehicle_id, 0)
-                if cursor and p.max_seq and p.min_seq <= cursor:
-                    p = self._drop_stored(p, cursor)
-                rows.add(p)
+                rows.add(self._drop_stored(p, cursors.get(p.vehicle_id, 0)))
             new_months = await self._ensure_partitions(conn, rows.telemetry)
             await _copy(conn, "telemetry", _TELEMETRY_COLS, rows.telemetry)
             await self._hour_marks(conn, marks)
