@@ -204,6 +204,12 @@ async def exposure(
         return []
     km: dict[tuple[str, str], float] = defaultdict(float)
     driving_s: dict[tuple[str, str], float] = defaultdict(float)
+
+    def add(rows: Iterable[asyncpg.Record]) -> None:  # rollups and fixes sum alike
+        for r in rows:
+            km[r["vehicle_id"], r["driver_id"]] += r["km"]
+            driving_s[r["vehicle_id"], r["driver_id"]] += r["driving_s"]
+
     # One snapshot: a rollup committed between two reads would otherwise count twice.
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         raw = spans
@@ -215,14 +221,10 @@ async def exposure(
                 lo, hi = min(s for _, s, _ in whole), max(e for _, _, e in whole)
                 for r in await conn.fetch(_STALE, vehicles, lo, hi):
                     stale[r["vehicle_id"]].add(r["hour"])
-                for r in await conn.fetch(_ROLLED, *_columns(whole)):
-                    km[r["vehicle_id"], r["driver_id"]] += r["km"]
-                    driving_s[r["vehicle_id"], r["driver_id"]] += r["driving_s"]
+                add(await conn.fetch(_ROLLED, *_columns(whole)))
             raw = raw_spans(spans, stale)
         if raw:
-            for r in await conn.fetch(_SEGMENTS, *_columns(raw), gap_s, min_kmh):
-                km[r["vehicle_id"], r["driver_id"]] += r["km"]
-                driving_s[r["vehicle_id"], r["driver_id"]] += r["driving_s"]
+            add(await conn.fetch(_SEGMENTS, *_columns(raw), gap_s, min_kmh))
     return [
         ExposureRow(vehicle, driver or None, km[vehicle, driver], driving_s[vehicle, driver] / 3600)
         for vehicle, driver in sorted(km)
