@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import logging
 import random
@@ -11,6 +10,7 @@ import time
 
 from telematics.csvfile import file_errors
 from telematics.errors import ConfigError
+from telematics.runtime import pause_unless_stopped
 from telematics.sim.config import SimConfig, UnitSpec
 from telematics.sim.pacer import Pacer
 from telematics.sim.stats import FleetStats
@@ -75,8 +75,7 @@ async def run_fleet(
         if config.duration_s is None:
             await stop.wait()
         else:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), config.duration_s)
+            await pause_unless_stopped(stop, config.duration_s)
         if config.drain_s > 0:
             await _drain(units, stats, config.drain_s)
     finally:
