@@ -31,7 +31,21 @@ from telematics.geo.context import ZONE_KINDS
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 
-KINDS: tuple[str, ...] = tuple(sorted(GRADED_KINDS))
+#: The kind vocabulary, by code. Written out, not derived from ``GRADED_KINDS``: a new
+#: kind sorted in among them would shift the codes of the kinds after it, and every model
+#: already registered would read (say) yawning as the new kind. Append only, then retrain.
+KINDS: tuple[str, ...] = (
+    *("blind_spot_left", "blind_spot_rear", "blind_spot_right", "camera_blocked"),
+    *("collision", "distraction", "driver_absent", "driving_time", "fatigue"),
+    *("forward_collision", "frequent_lane_change", "harsh_accel", "harsh_brake"),
+    *("harsh_turn", "hazmat_restricted_zone", "headway_too_close", "lane_departure"),
+    *("obstacle", "overspeed", "panic_button", "pedestrian_collision", "phone_call"),
+    *("road_sign_overspeed", "rollover", "seatbelt_off", "smoking", "tire_fast_leak"),
+    *("tire_imbalance", "tire_pressure_high", "tire_pressure_low", "tire_sensor_fault"),
+    *("tire_slow_leak", "tire_temp_high", "yawning"),
+)
+#: Kinds no model has learnt (not in the vocabulary): the rules grade them (ml/grader.py).
+RULES_ONLY_KINDS: frozenset[str] = GRADED_KINDS - frozenset(KINDS)
 BASES: tuple[str | None, ...] = (None, "general", "moderate", "severe")
 _KIND = {k: i for i, k in enumerate(KINDS)}
 _CLASS = {c: i for i, c in enumerate(VEHICLE_CLASSES)}

@@ -5,13 +5,18 @@ crash, rollover and panic are severe whatever the model says, and a severity a d
 measured (a tire at 100 °C) is never talked down. The reason text stays the rules' (what
 happened and in what context, for the dispatcher); the model adds its probability, its
 version and the factors that raised the probability most, in words.
+
+A kind the model was never trained on (``RULES_ONLY_KINDS``, e.g. ``unit_silent``) is
+graded by the rules alone: the trees would read it as a missing kind and answer for an
+average alarm. Such a grade carries no probability and no model version, so the alarm
+shows it was graded by the rules; ``/v1/stats`` lists these kinds under ``grading``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ml.features import columns_from_inputs, matrix_from_columns, top_factors
+from ml.features import RULES_ONLY_KINDS, columns_from_inputs, matrix_from_columns, top_factors
 from ml.model import SEVERITIES
 from ml.registry import LoadedModel
 from telematics.classify.context import Graded, GradingInput, RulesGrader, floored
@@ -37,6 +42,13 @@ class ModelGrader:
         """One walk of the trees for the whole batch: probabilities and explanations."""
         if not inputs:
             return []
+        if any(x.kind in RULES_ONLY_KINDS for x in inputs):
+            known = [x for x in inputs if x.kind not in RULES_ONLY_KINDS]
+            by_model = iter(self.grade_many(known))
+            return [
+                self.rules.grade_one(x) if x.kind in RULES_ONLY_KINDS else next(by_model)
+                for x in inputs
+            ]
         model = self.loaded.model
         cols = columns_from_inputs(inputs)
         proba, contributions = model.assess(matrix_from_columns(cols), self.compiled)

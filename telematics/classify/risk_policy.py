@@ -107,6 +107,16 @@ class DrivingPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class SilencePolicy:
+    """The ``unit_silent`` alarm (``telematics/silence.py``): a unit whose last fix showed
+    the vehicle moving and from which nothing has arrived for ``silent_after_s``."""
+
+    silent_after_s: float
+    moving_kmh: float  # a slower last fix is a vehicle parked at the end of a shift
+    severe_classes: frozenset[str]  # severe whatever the context (else the events table's)
+
+
+@dataclass(frozen=True, slots=True)
 class RecurrencePolicy:
     window_s: float  # "3rd in 30 min"
     merge_s: float  # re-raises closer than this are one occurrence
@@ -142,6 +152,7 @@ class RiskPolicy:
     dynamics: DynamicsPolicy
     overspeed: OverspeedPolicy
     driving: DrivingPolicy
+    silence: SilencePolicy
     recurrence: RecurrencePolicy
     severity: SeverityPolicy
 
@@ -178,6 +189,7 @@ def policy_from(data: Any) -> RiskPolicy:
         dynamics=_dynamics(top.obj("dynamics")),
         overspeed=_overspeed(top.obj("overspeed")),
         driving=_driving(top.obj("driving")),
+        silence=_silence(top.obj("silence")),
         recurrence=_recurrence(top.obj("recurrence")),
         severity=_severity(top.obj("severity")),
     )
@@ -382,6 +394,16 @@ def _driving(o: _Obj) -> DrivingPolicy:
     _tz(p.timezone)
     _check(p.night_start_h != p.night_end_h, "driving: night_start_h equals night_end_h")
     _check(p.max_fix_gap_s < p.rest_s, "driving: need max_fix_gap_s < rest_s")
+    return p
+
+
+def _silence(o: _Obj) -> SilencePolicy:
+    p = SilencePolicy(
+        silent_after_s=o.num("silent_after_s", lo=1),
+        moving_kmh=o.num("moving_kmh", lo=0),
+        severe_classes=o.names("severe_classes", VEHICLE_CLASSES),
+    )
+    o.done()
     return p
 
 

@@ -180,9 +180,16 @@ class GradingService:
                 log.exception("model poll failed; keeping the current grader")
 
     def snapshot(self) -> dict[str, Any]:
+        rules_only: list[str] = []
+        if self.batched:
+            from ml.features import RULES_ONLY_KINDS  # loaded with the model already
+
+            rules_only = sorted(RULES_ONLY_KINDS)
         return {
             "grader": "model" if self.batched else "rules",
             "model_version": self.model_version,
+            # kinds the model was not trained on: graded by the rules even so
+            "rules_only_kinds": rules_only,
             "rules_version": self.policy.version,
             "fallback_reason": self.fallback or None,
             "batches": self.batches,

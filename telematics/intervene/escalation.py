@@ -42,10 +42,11 @@ from telematics.intervene.lifecycle import (
     to_plain_dict,
     utc_now,
 )
-from telematics.intervene.policy import intervention_for
+from telematics.intervene.policy import NO_CAB_KINDS, intervention_for
 from telematics.protocol.messages import DERIVED_KINDS, EVENT_KINDS, SEVERITIES
 
 CAB_ACTIONS = ("voice_alert", "display")
+NO_ABSENCE_CLEAR = frozenset(("unit_silent",))
 TASK_STATUSES = ("open", "acknowledged", "closed")
 
 
@@ -102,6 +103,9 @@ def parse_policy(data: Mapping[str, Any]) -> InterventionPolicy:
     if not isinstance(auto, Mapping):
         raise ConfigError("auto_clear: must be an object")
     clear = ClearPolicy.from_mapping(auto)
+    # A silent unit's alarm ends when the unit is heard again, never by "absence": its
+    # last_ts does not move while the unit stays silent, so no policy file may lapse it.
+    clear = replace(clear, condition_kinds=clear.condition_kinds | NO_ABSENCE_CLEAR)
     known = EVENT_KINDS | DERIVED_KINDS
     for name, kinds in (
         ("absent_min", set(clear.absent_s)),
@@ -422,7 +426,7 @@ def plan_actions(
 
     Call it only when an alarm opens or rises; plain repeats trigger nothing. ``late``: the
     occurrence is a stale replay, so no in-cab alert — the dispatcher and insurer still
-    hear of it.
+    hear of it; nor do kinds the cab cannot hear (``NO_CAB_KINDS``: a silent unit).
     """
     policy = policy or load_policy()
     severity = severity or alarm.severity
@@ -432,7 +436,7 @@ def plan_actions(
     ):
         return []
     actions: list[Action] = []
-    if grade.cab_action is not None and not late:
+    if grade.cab_action is not None and not late and alarm.kind not in NO_CAB_KINDS:
         spec = intervention_for(alarm.kind, severity, alarm.tire_pos)
         actions.append(
             CabAlert(alarm.id, alarm.vehicle_id, severity, grade.cab_action, spec.message)

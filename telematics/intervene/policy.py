@@ -242,6 +242,10 @@ _SEVERE_ADJECTIVE = frozenset(
 )
 _INCIDENTS = frozenset(("collision", "rollover", "panic_button"))
 
+#: Kinds never spoken in the cab whatever their grade: a silent unit cannot hear us, and
+#: if it can again, its alarm has already cleared.
+NO_CAB_KINDS = frozenset(("unit_silent",))
+
 #: Protocol v1 action per severity: general stays quiet on the screen, the rest are spoken.
 ACTIONS: dict[str, str] = {"general": "display", "moderate": "voice_alert", "severe": "voice_alert"}
 

@@ -51,6 +51,8 @@ DERIVED_KINDS: frozenset[str] = frozenset(
         "tire_slow_leak",
         # derived-only, no device kind exists for them in v1
         *("tire_imbalance", "driving_time", "hazmat_restricted_zone"),
+        # raised by the alarm timer, not by an item: nothing arrived (telematics/silence.py)
+        "unit_silent",
     }
 )
 

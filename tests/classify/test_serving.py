@@ -12,12 +12,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ml.features import KINDS, RULES_ONLY_KINDS
 from ml.grader import ModelGrader
 from ml.model import SeverityModel
 from ml.registry import ACTIVE, MODEL_FILE, LoadedModel, activate_version, try_load
 from ml.synth import generate
 from telematics.classify.context import Graded, GradingInput, RulesGrader
-from telematics.classify.risk_policy import load_policy
+from telematics.classify.risk_policy import GRADED_KINDS, load_policy
 from telematics.classify.serving import GradingService
 from telematics.errors import UsageError
 from tests.models import register, small_model
@@ -65,6 +66,27 @@ def loaded(models: tuple[Path, str]) -> LoadedModel:
 
 
 # ---- ModelGrader ------------------------------------------------------------------
+
+
+def test_a_kind_the_model_never_learnt_is_graded_by_the_rules(models: tuple[Path, str]) -> None:
+    """unit_silent is not in the model's vocabulary: the rules grade it, in its place in
+    the batch, with no probability or model version to pass for the model's; the model
+    still grades the rest, and /v1/stats lists the kind."""
+    inputs = [x("fatigue"), x("unit_silent", None, derived=True, base="severe"), x("yawning", 1)]
+    graded = ModelGrader(loaded(models), POLICY).grade_many(inputs)
+    assert graded[1] == RulesGrader(POLICY).grade_one(inputs[1])
+    assert graded[1].probability is None and graded[1].model_version is None
+    assert all(g.model_version is not None for g in (graded[0], graded[2]))
+    assert graded[0] == ModelGrader(loaded(models), POLICY).grade_many(inputs[:1])[0]
+
+
+def test_the_kind_codes_of_registered_models_never_move() -> None:
+    """A new kind sorted in among the old ones would shift their codes under every model
+    already trained: the vocabulary is appended to, and new kinds left to the rules."""
+    assert KINDS[:3] == ("blind_spot_left", "blind_spot_rear", "blind_spot_right")
+    assert KINDS.index("yawning") == 33 and len(KINDS) == 34
+    assert RULES_ONLY_KINDS == frozenset({"unit_silent"})
+    assert set(KINDS) | RULES_ONLY_KINDS == GRADED_KINDS
 
 
 def test_model_grades_by_its_bands_and_explains(models: tuple[Path, str]) -> None:
@@ -135,6 +157,7 @@ async def test_one_model_call_per_loop_turn(models: tuple[Path, str]) -> None:
         assert graded == real(frame)  # each frame gets its own grades, in order
     stats = service.snapshot()
     assert stats["grader"] == "model" and stats["batches"] == 1 and stats["alarms_graded"] == 4
+    assert stats["rules_only_kinds"] == ["unit_silent"]  # what this model cannot grade
     assert stats["model_batch_ms"]["max"] > 0 and stats["model_batch_cpu_ms"]["max"] > 0
     # A turn with more alarms than max_batch: whole frames per call, in the same turn
     # while the turn's time budget lasts, the rest in the next turn.

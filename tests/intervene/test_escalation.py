@@ -97,6 +97,17 @@ def test_stale_replay_gets_no_cab_alert_but_the_dispatcher_still_hears() -> None
     assert [type(a) for a in actions] == [OpenTask, InsurerNotice]
 
 
+def test_a_silent_unit_gets_no_cab_alert_at_any_grade() -> None:
+    """It cannot hear us; the dispatcher and (severe) the insurer hear of it as usual."""
+    for severity, expected in (
+        ("general", []),
+        ("moderate", [OpenTask]),
+        ("severe", [OpenTask, InsurerNotice]),
+    ):
+        actions = plan_actions(alarm(severity, "unit_silent"), severity, T0)
+        assert [type(a) for a in actions] == expected, severity
+
+
 def test_escalation_fires_at_the_right_times() -> None:
     clock = FakeClock()
     timer = EscalationTimer(POLICY, clock)

@@ -271,7 +271,10 @@ def test_policy_is_validated_with_named_settings() -> None:
         },
     }
     policy = parse_policy(base)
-    assert policy.auto_clear == ClearPolicy(default_absent_s=600.0)
+    # unit_silent ends when the unit is heard, never by absence, whatever the file says
+    assert policy.auto_clear == ClearPolicy(
+        default_absent_s=600.0, condition_kinds=frozenset({"unit_silent"})
+    )
     bad_clear = {**base, "auto_clear": {"absent_min": {"fatigue": 0}}}
     with pytest.raises(ConfigError, match=r"auto_clear.absent_min.fatigue"):
         parse_policy(bad_clear)
