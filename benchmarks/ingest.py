@@ -211,12 +211,31 @@ def fleet_phase(
     workers: int = 1,
     model_dir: Path | None = None,
     generators: int = 1,
+    recorded: bool = False,
 ) -> dict[str, Any]:
-    """Many units at 1 Hz with events every 10–30 s: latencies, losses, memory."""
+    """Many units at 1 Hz with events every 10–30 s: latencies, losses, memory.
+
+    With ``recorded`` the units' items are rendered by the simulator before the phase
+    and played back by lean sockets (``recorded_fleet.py``), so that the load generator
+    takes less of the cores the server is measured on."""
+    recording, render_s = None, None
+    if recorded:
+        part = tokens.with_name(f"{tokens.stem}-c.csv")
+        part.write_text("".join(tokens.read_text().splitlines(keepends=True)[:units]))
+        recording = log_dir / "fleet.rec"
+        started = time.monotonic()
+        subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "recorded_fleet.py"), "render",
+             "--tokens", str(part), "--duration", str(duration), "--out", str(recording)],
+            check=True, timeout=1800,
+        )  # fmt: skip
+        render_s = round(time.monotonic() - started, 1)
     since = asyncio.run(_database_now(db_url))
     server = Server("real", db_url, log_dir, workers, model_dir)
     try:
-        out = _fleet_run(server, tokens, units, duration, generators)
+        out = _fleet_run(server, tokens, units, duration, generators, recording)
+        out["generator"] = "recorded" if recorded else "simulator"
+        out["render_s"] = render_s
     finally:
         server.stop()  # SIGTERM: the writer commits what it holds before the server exits
     # An item the generator saw no ack for before it stopped may still have been stored;
@@ -251,13 +270,29 @@ async def _stored_since(db_url: str, since: Any) -> int:
 
 
 def _fleet_run(
-    server: Server, tokens: Path, units: int, duration: float, generators: int = 1
+    server: Server,
+    tokens: Path,
+    units: int,
+    duration: float,
+    generators: int = 1,
+    recorded: Path | None = None,
 ) -> dict[str, Any]:
     """The fleet split over ``generators`` simulator processes (each its share of the
-    units and of the connect rate); their summaries and latency samples merged."""
+    units and of the connect rate), or played from a ``recorded`` rendering of it
+    (``recorded_fleet.py``); their summaries and latency samples merged."""
     lines = tokens.read_text().splitlines(keepends=True)[:units]
     procs = []
-    for g in range(generators):
+    if recorded is not None:
+        generators = 1
+        cmd = [
+            sys.executable, str(ROOT / "benchmarks" / "recorded_fleet.py"), "play", str(recorded),
+            "--url", server.url, "--warmup", "15", "--drain", "10", "--connect-rate", "500",
+            "--samples", str(tokens.with_name(f"{tokens.stem}-0.samples.json")),
+        ]  # fmt: skip
+        procs.append(
+            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        )
+    for g in range(generators if recorded is None else 0):
         part = lines[g::generators]
         part_file = tokens.with_name(f"{tokens.stem}-{g}.csv")
         part_file.write_text("".join(part))
@@ -330,6 +365,7 @@ def _fleet_run(
         "server_grading_one_worker": stats["grading"],
         # the load generator's own loop: its lateness is in every latency above
         "generator_loop_lag_ms": sim.get("loop_lag_ms"),
+        "generator_cpu_s_while_playing": summaries[0].get("cpu_s_while_playing"),
         # Who had the cores, on average over the phase (connect ramp and drain included):
         # a generator short of what it needs shows as its loop lag above
         "cores": {
@@ -338,6 +374,7 @@ def _fleet_run(
             "postgres": round(postgres_cpu / wall, 2),
         },
         "errors": sim["errors_by_code"],
+        "connect_errors": sim["connect_errors"],
     }
 
 
@@ -375,13 +412,17 @@ def merge_summaries(
                     "frames_sent_per_s")
     }  # fmt: skip
     errors: dict[str, int] = {}
+    connect_errors: dict[str, int] = {}
     for s in summaries:
         for code, n in s["errors_by_code"].items():
             errors[code] = errors.get(code, 0) + n
+        for reason, n in s.get("connect_errors", {}).items():
+            connect_errors[reason] = connect_errors.get(reason, 0) + n
     lags = [s["loop_lag_ms"] for s in summaries if s.get("loop_lag_ms")]
     return {
         **total,
         "errors_by_code": errors,
+        "connect_errors": connect_errors,
         "ack_latency": _percentiles_ms([(x["ack_s"], x["ack_count"]) for x in samples]),
         "event_to_intervention": _percentiles_ms(
             [(x["event_to_intervention_s"], x["event_to_intervention_count"]) for x in samples]
@@ -432,6 +473,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1, help="server processes")
     parser.add_argument("--generators", type=int, default=1,
                         help="simulator processes sharing the (c) fleet (default 1)")  # fmt: skip
+    parser.add_argument("--recorded", action="store_true",
+                        help="(c): play the fleet rendered ahead, not simulated live")  # fmt: skip
     parser.add_argument("--model", action="store_true", help="grade by a trained model")
     parser.add_argument("--model-rows", type=int, default=1_000_000,
                         help="synthetic alarms to train it on")  # fmt: skip
@@ -497,7 +540,7 @@ def run_phases(args: argparse.Namespace, db_url: str, work: Path) -> int:
     if "c" in only:
         results["c_fleet_1hz"] = fleet_phase(
             db_url, tokens, work, args.c_units, args.c_duration, args.workers, model_dir,
-            args.generators,
+            args.generators, args.recorded,
         )  # fmt: skip
     print(json.dumps(results, indent=2))
     return 0
