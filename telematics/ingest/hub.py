@@ -1,7 +1,8 @@
 """Process-wide ingest state: live connections, per-vehicle processors, sending, timers.
 
-Timers besides the sweeper: the alarm timer fires due escalation steps (once a second)
-and clears alarms whose behaviour has been absent long enough; a listener on
+Timers besides the sweeper: the alarm timer fires due escalation steps (once a second),
+clears alarms whose behaviour has been absent long enough, and raises and clears the
+unit_silent alarm (``telematics/silence.py``) of units silent on the road; a listener on
 ``telematics_alarms`` makes processors forget alarms cleared elsewhere (a dispatcher,
 another worker); the zones poller swaps in a rebuilt zone index when zones change.
 """
@@ -35,6 +36,7 @@ from telematics.protocol.session import Inbound
 from telematics.spread import spread
 from telematics.store import alarms as alarm_store
 from telematics.store import registry
+from telematics.store import silence as silence_store
 from telematics.store import zones as zone_store
 from telematics.store.notify import listen_forever
 from telematics.store.writer import BatchWriter
@@ -124,6 +126,13 @@ class Hub:
         self._dirty: dict[DeviceConnection, None] = {}
         self._dirty_event = asyncio.Event()
         self._slow_senders: set[asyncio.Task[None]] = set()
+        # unit_silent: silence is counted only from when this worker was up and could
+        # store what units sent (reset after the database or the writer failed), and
+        # reconnects are noted on the database in the timer's next turn.
+        self.up_since = clock()
+        self._heard: dict[str, datetime] = {}
+        self._db_failed = False
+        self._writer_retries = 0
 
     # -- connections -----------------------------------------------------------------
 
@@ -138,6 +147,7 @@ class Hub:
         if old is not None:
             await old.close(1000, "replaced by a newer connection")
         self.connections[conn.vehicle_id] = conn
+        self._heard[conn.vehicle_id] = self.clock()  # a reconnect is news from the unit
         if not has_pending:
             return
         since = self.pending_since()
@@ -292,6 +302,7 @@ class Hub:
                 await self.alarm_tick(auto_clear=clear)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("alarm timer: %r; trying again next tick", exc)
+                self._db_failed = True  # units were not stored meanwhile: not silence
                 continue
             except Exception:  # a bug must not stop escalations for good
                 log.exception("alarm timer failed; trying again next tick")
@@ -300,7 +311,8 @@ class Hub:
                 last_clear = time.monotonic()
 
     async def alarm_tick(self, auto_clear: bool = True) -> list[EscalationStep]:
-        """One turn of the alarm timer; the escalation steps it fired."""
+        """One turn of the alarm timer; the escalation steps it fired. Silent units are
+        looked for with the automatic clears; their alarms clear every turn."""
         fired: list[EscalationStep] = []
         async with self.pool.acquire() as db:
             for _ in range(10):  # a backlog (after a restart) drains in bounded rounds
@@ -315,6 +327,7 @@ class Hub:
                     db, self.clock(), policy=self.escalation
                 ):
                     self.forget_alarm(alarm.vehicle_id, alarm.key, alarm.id)
+            await self._silent_units(db, find_silent=auto_clear)
         for step in fired:
             # The dashboard hears of each step through NOTIFY (store.alarms.RAISED_CHANNEL).
             log.info(
@@ -327,6 +340,32 @@ class Hub:
                 f", {(step.fired_at - step.due_at).total_seconds():.0f}s late" if step.late else "",
             )
         return fired
+
+    async def _silent_units(self, db: asyncpg.Connection, find_silent: bool) -> None:
+        """Note reconnects, then raise and clear unit_silent alarms (one worker at a time)."""
+        retries = self.writer.stats.retries
+        if self._db_failed or retries != self._writer_retries:
+            # Items may have gone unstored until now: silence counts from here.
+            self.up_since = self.clock()
+            self._db_failed, self._writer_retries = False, retries
+        heard, self._heard = self._heard, {}
+        try:
+            await silence_store.note_heard(db, heard)
+        except BaseException:
+            for vehicle_id, at in heard.items():  # not lost: noted next turn (a newer wins)
+                self._heard.setdefault(vehicle_id, at)
+            raise
+        plan = await silence_store.raise_and_clear(
+            db,
+            self.clock(),
+            self.up_since,
+            policy=self.policy,
+            escalation=self.escalation,
+            find_silent=find_silent,
+        )
+        for o in plan.opened:
+            a = o.alarm
+            log.info("unit silent: %s (%s) %s", a.vehicle_id, a.severity, a.reason)
 
     def forget_alarm(self, vehicle_id: str, key: str, alarm_id: str) -> None:
         processor = self.processors.get(vehicle_id)

@@ -53,6 +53,7 @@ _ALARM_COLS = """a.id, a.vehicle_id, a.key, a.kind, a.severity, a.first_ts AS op
     a.last_ts AS last_seen_at, a.reason, a.derived, a.tire_pos, a.occurrences, a.active,
     a.acknowledged, a.assignee, a.cleared_at, a.cleared_by, a.clear_reason, a.acked_at,
     a.acked_by, a.state_changed_at, a.probability, a.model_version, a.factors"""
+ALARM_COLS = _ALARM_COLS  # for readers that join the alarm to more (store/silence.py)
 _TASK_COLS = """t.id, t.alarm_id, t.vehicle_id, t.severity, t.created_at, t.due_at,
     t.chain_started_at, t.escalation_level, t.next_escalation_at, t.status,
     t.acknowledged_at, t.acknowledged_by, t.closed_at, t.policy_version"""

@@ -114,6 +114,7 @@ _ADVANCE_CURSORS = """
                     ORDER BY c.vehicle_id FOR UPDATE OF c),
          moved AS (
              UPDATE ingest_cursor c SET last_seq = input.seq, updated_at = now(),
+                 heard_at = greatest(c.heard_at, $2::timestamptz),
                  fix_ts = CASE WHEN {n} THEN input.ts ELSE c.fix_ts END,
                  lat = CASE WHEN {n} THEN input.lat ELSE c.lat END,
                  lon = CASE WHEN {n} THEN input.lon ELSE c.lon END,
@@ -451,7 +452,8 @@ class BatchWriter:
         """Lock the vehicles' cursors (in id order), move them on, return the old values.
 
         The same statement keeps each vehicle's newest fix on its cursor row (sql/010):
-        the live map reads it there, and an older fix (a replay) never overwrites it.
+        the live map reads it there, and an older fix (a replay) never overwrites it; and
+        notes that the unit was heard from now (sql/014).
         """
         advanced: dict[str, int] = {}
         for p in plans:
@@ -463,7 +465,9 @@ class BatchWriter:
         for vehicle, seq in advanced.items():
             fix = fixes.get(vehicle)  # (vehicle, seq, ts, lat, lon, speed, heading, driver, …)
             inputs.append((vehicle, seq, *fix[2:8]) if fix else (vehicle, seq))
-        rows = await conn.fetch(_ADVANCE_CURSORS, orjson.dumps(inputs).decode())
+        # heard_at in the server's clock (the unit_silent alarm's, see sql/014), not now():
+        # the alarm timer compares it with the same clock.
+        rows = await conn.fetch(_ADVANCE_CURSORS, orjson.dumps(inputs).decode(), self.clock())
         return {r["vehicle_id"]: r["last_seq"] for r in rows}
 
     async def _lifecycle(self, conn: asyncpg.Connection, plans: list[StorePlan]) -> None:
