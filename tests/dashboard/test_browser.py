@@ -4,6 +4,7 @@ of fleet A never sees fleet B, on the page or through the JSON endpoints."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,15 @@ from playwright.async_api import Browser, Page, WebSocketRoute, expect
 from telematics.store import registry
 from telematics.store.operators import add_operator
 from telematics.store.sessions import set_password
-from tests.helpers import RunningServer, Unit, add_vehicle, event, start_server, telemetry
+from tests.helpers import (
+    Clock,
+    RunningServer,
+    Unit,
+    add_vehicle,
+    event,
+    start_server,
+    telemetry,
+)
 from tests.models import server_grading_by, small_model
 
 PASSWORD = "dispatch-centre-1"
@@ -129,6 +138,36 @@ async def test_dispatcher_sees_the_fleet_live_and_works_a_severe_alarm(
     assert alarms["alarms"] == []
     await unit_a.close()
     await unit_b.close()
+
+
+async def test_a_silent_unit_is_queued_live_under_a_readable_kind(
+    db_url: str, db: asyncpg.Connection, page: Page
+) -> None:
+    clock = Clock()
+    server = await start_server(db_url, clock=clock)
+    try:
+        token = await add_vehicle(db_url, "S-1", "hazmat", fleet="FA")
+        await add_vehicle(db_url, "S-2", fleet="FA")
+        await add_user(db, "disp", "dispatcher", None)
+        await sign_in(page, server, "disp")
+        await page.click("a[data-tab=alarms]")
+        unit = await Unit.connect(server.ws_url, token)
+        await unit.send(telemetry(1, ts=clock(), speed_kmh=87.0))
+        await unit.send(event(2, "smoking", 1))  # a second kind, for the filter
+        await unit.ack_reaching(2)
+        await unit.close()
+        clock.advance(301)
+        await server.hub.alarm_tick()
+        rows = page.locator("tr[data-testid=alarm-row]")
+        await expect(rows).to_have_count(2, timeout=10_000)
+        silent = page.locator("tr[data-testid=alarm-row].severe")
+        await expect(silent).to_contain_text("unit silent (no data)")
+        await expect(silent).to_contain_text("unit silent 5 min, last seen at 87 km/h")
+        await page.select_option("#f-kind", label="unit silent (no data)")
+        await expect(rows).to_have_count(1)
+        await expect(rows).to_have_class(re.compile("severe"))
+    finally:
+        await server.stop()
 
 
 async def test_views_hidden_while_the_fleet_moves_are_current_when_shown(

@@ -62,6 +62,14 @@ def test_score_is_exposure_normalised_and_refused_below_the_minimum() -> None:
     assert thin["scored"] is False and thin["per_100km"] is None and thin["reason"]
 
 
+def test_a_silent_unit_is_in_the_feed_but_not_in_the_driving_score() -> None:
+    """Coverage gaps follow routes, not drivers: unit_silent alarms score no points."""
+    w = load_weights()
+    counts = [AlarmCount("fatigue", "moderate", 1), AlarmCount("unit_silent", "severe", 3)]
+    result = score(Exposure(km=200, hours=4), counts, w)
+    assert result["points"] == w.weight("fatigue") * 2
+
+
 def test_month_bounds() -> None:
     assert month_bounds("2026-12") == (
         datetime(2026, 12, 1, tzinfo=UTC),

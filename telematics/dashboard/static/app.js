@@ -235,6 +235,10 @@ function updateAlarms(list, fromSnapshot) {
   scheduleRender();
 }
 
+// Kinds as a dispatcher reads them; the API keeps the codes (filters, scripts).
+const KIND_LABELS = { unit_silent: "unit silent (no data)" };
+function kindLabel(kind) { return KIND_LABELS[kind] || kind.replace(/_/g, " "); }
+
 function refreshFilters() {
   const fleets = new Set(), kinds = new Set();
   for (const a of state.alarms.values()) {
@@ -244,7 +248,8 @@ function refreshFilters() {
   }
   for (const [sel, values] of [["#f-fleet", fleets], ["#f-kind", kinds]]) {
     const el = $(sel), current = el.value;
-    const html = `<option value="">all</option>` + [...values].sort().map((x) => `<option>${esc(x)}</option>`).join("");
+    const label = sel === "#f-kind" ? kindLabel : (x) => x;
+    const html = `<option value="">all</option>` + [...values].sort().map((x) => `<option value="${esc(x)}">${esc(label(x))}</option>`).join("");
     if (el.dataset.html === html) continue;  // rebuilding a select resets its state
     el.innerHTML = html;
     el.dataset.html = html;
@@ -326,7 +331,7 @@ function alarmCells(a) {
   const v = state.vehicles.get(a.vehicle_id);
   const cab = (a.interventions || []).map((i) => `<span class="badge ${i.status}" title="${esc(i.action)}">${esc(i.status)}</span>`).join("");
   return `<td>${sev(a.severity)}</td><td><a href="#vehicle/${encodeURIComponent(a.vehicle_id)}">${esc(v ? v.plate || v.id : a.vehicle_id)}</a></td>
-      <td>${esc(a.kind)}</td><td>${esc(a.reason)}${modelGrade(a)}</td><td data-age></td><td>${a.occurrences}</td>
+      <td>${esc(kindLabel(a.kind))}</td><td>${esc(a.reason)}${modelGrade(a)}</td><td data-age></td><td>${a.occurrences}</td>
       <td>${esc(a.status)}${a.assignee ? " · " + esc(a.assignee) : ""}</td><td data-esc></td><td>${cab || "—"}</td>
       <td>
         ${a.acknowledged ? "" : `<button data-act="acknowledge">Ack</button>`}
@@ -373,7 +378,7 @@ $("#alarm-table tbody").addEventListener("click", async (e) => {
 function showAudit(detail) {
   const box = $("#alarm-detail");
   box.hidden = false;
-  box.innerHTML = `<h3>${sev(detail.alarm.severity)} ${esc(detail.alarm.kind)} · ${esc(detail.alarm.vehicle_id)}</h3>
+  box.innerHTML = `<h3>${sev(detail.alarm.severity)} ${esc(kindLabel(detail.alarm.kind))} · ${esc(detail.alarm.vehicle_id)}</h3>
     <p>${esc(detail.alarm.reason)}</p>${modelGrade(detail.alarm)}${detail.alarm.model_version ? `<p class="grade">graded by model ${esc(detail.alarm.model_version)}</p>` : ""}
     <table data-testid="audit"><thead><tr><th>When</th><th>Who</th><th>What</th><th>Detail</th></tr></thead><tbody>
     ${detail.audit.map((e) => `<tr><td>${new Date(e.at).toLocaleString()}</td><td>${esc(e.actor)}</td>
@@ -420,7 +425,7 @@ async function showVehicle(id, refit = true) {
   trackLayer = L.polyline(pts, { color: "#2f80ed", weight: 3 }).addTo(vehicleMap);
   vehicleMap.invalidateSize();
   if (pts.length && refit) vehicleMap.fitBounds(trackLayer.getBounds(), { maxZoom: 15, padding: [10, 10] });
-  $("#vehicle-alarms tbody").innerHTML = d.alarms.map((a) => `<tr><td>${sev(a.severity)}</td><td>${esc(a.kind)}</td>
+  $("#vehicle-alarms tbody").innerHTML = d.alarms.map((a) => `<tr><td>${sev(a.severity)}</td><td>${esc(kindLabel(a.kind))}</td>
     <td>${esc(a.reason)}${modelGrade(a)}</td><td>${ago(a.last_ts)} ago</td><td>${a.active ? "active" : "cleared"}${a.late ? " · late" : ""}</td></tr>`).join("") || "<tr><td>none</td></tr>";
   $("#vehicle-interventions tbody").innerHTML = d.interventions.map((i) => `<tr><td>${sev(i.severity)}</td><td>${esc(i.action)}</td>
     <td>${esc(i.message)}</td><td><span class="badge ${i.status}">${esc(i.status)}</span></td><td>${ago(i.issued_at)} ago</td></tr>`).join("") || "<tr><td>none</td></tr>";
