@@ -31,12 +31,18 @@ _CONTACT_COLS = """c.vehicle_id, v.vehicle_class, c.heard_at, c.last_seq, c.fix_
 
 
 async def note_heard(conn: asyncpg.Connection, heard: Mapping[str, datetime]) -> None:
-    """Units heard from (reconnected) at these times; an earlier note never wins."""
+    """Units heard from (reconnected) at these times; an earlier note never wins.
+
+    The rows are locked in id order, as the batch writer locks them: in any other order
+    the two could deadlock, and PostgreSQL would abort one of them."""
     if not heard:
         return
     await conn.execute(
-        """UPDATE ingest_cursor c SET heard_at = greatest(c.heard_at, u.at)
-           FROM unnest($1::text[], $2::timestamptz[]) AS u(vehicle_id, at)
+        """WITH u AS (SELECT * FROM unnest($1::text[], $2::timestamptz[]) AS u(vehicle_id, at)),
+                locked AS (SELECT c.vehicle_id FROM ingest_cursor c JOIN u USING (vehicle_id)
+                           ORDER BY c.vehicle_id FOR UPDATE OF c)
+           UPDATE ingest_cursor c SET heard_at = greatest(c.heard_at, u.at)
+           FROM u JOIN locked USING (vehicle_id)
            WHERE c.vehicle_id = u.vehicle_id""",
         list(heard),
         list(heard.values()),
