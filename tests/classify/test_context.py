@@ -436,5 +436,22 @@ def test_a_complete_policy_without_a_table_entry_is_rejected() -> None:
         policy_from(data)
 
 
+def test_the_silence_settings_are_read_and_checked(tmp_path: Path) -> None:
+    assert (POLICY.silence.silent_after_s, POLICY.silence.moving_kmh) == (300, 10)
+    assert POLICY.silence.severe_classes == frozenset({"hazmat"})
+    custom = load_policy(write(tmp_path, {"version": "t", "silence": {"silent_after_s": 120}}))
+    assert (custom.silence.silent_after_s, custom.silence.moving_kmh) == (120, 10)
+    for bad, where in (
+        ({"moving_kmh": -1}, "silence.moving_kmh"),
+        ({"severe_classes": ["tank"]}, "silence.severe_classes"),
+        ({"silent_after_s": 0}, "silence.silent_after_s"),
+        ({"after": 300}, "silence: unknown setting"),
+    ):
+        data = defaults()
+        data["silence"].update(bad)
+        with pytest.raises(ConfigError, match=where):
+            policy_from(data)
+
+
 def test_severities_are_the_protocol_ones() -> None:
     assert tuple(POLICY.severity.base_points) == SEVERITIES
