@@ -206,8 +206,18 @@ async def test_insurer_rollup_sums_the_closed_hours_now(
             await asyncio.wait_for(asyncio.shield(proc.wait()), 3.0)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err
-    assert out.decode() == "rolled up 3 vehicle-hour(s)\n"  # not the open hour
+    # The closed hours whole; the open one only as far as its slices closed ≥ 3 min ago
+    # (none in its first eight minutes).
+    rolled = "SELECT hour, rolled_s FROM telemetry_hours WHERE rolled_version = version"
+    done_s = dict(await db.fetch(rolled))
+    assert [done_s.pop(h) for h in closed] == [3600] * 3
+    assert all(h == hour for h in done_s)
+    limit = (datetime.now(UTC) - timedelta(minutes=3) - hour).total_seconds()
+    assert all(0 < s <= limit for s in done_s.values())
+    assert out.decode() == f"rolled up {3 + len(done_s)} vehicle-hour(s)\n"
     km = await db.fetchval("SELECT km FROM exposure_hours WHERE hour = $1", closed[0])
     assert km == pytest.approx(2 * 0.1112, rel=0.01)  # two segments of 0.001° latitude
     done = run_cli(db_url, "insurer", "rollup")
-    assert done.stdout == "rolled up 0 vehicle-hour(s)\n"
+    # nothing again, unless another slice of the open hour closed meanwhile
+    again = dict(await db.fetch(rolled)).get(hour) != done_s.get(hour)
+    assert done.stdout == f"rolled up {int(again)} vehicle-hour(s)\n"

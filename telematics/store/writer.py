@@ -146,6 +146,9 @@ class _Pending:
 
 _RECENT_FLUSHES = 2048
 _HOUR = timedelta(hours=1)
+#: The exposure roll-up sums each hour in slices this long once they have closed
+#: (insurer/store/exposure.py SLICE): a fix for a closed slice must bump its hour's version.
+LATE_SLICE_S = 300
 
 
 @dataclass
@@ -639,9 +642,10 @@ class BatchWriter:
 
 
 def _late_before(now_s: float) -> datetime:
-    """Fixes before this hour are late: their hour had closed a minute before this flush,
-    so its exposure rollup may already be summed (sql/012; the rollup job waits ten)."""
-    return datetime.fromtimestamp((now_s - 60.0) // 3600 * 3600, UTC)
+    """Fixes before this are late: their roll-up slice had closed a minute before this
+    flush, so its exposure rollup may already be summed (sql/012, sql/015; the rollup job
+    waits three)."""
+    return datetime.fromtimestamp((now_s - 60.0) // LATE_SLICE_S * LATE_SLICE_S, UTC)
 
 
 def _scan_telemetry(
@@ -649,7 +653,7 @@ def _scan_telemetry(
 ) -> tuple[dict[str, tuple[Any, ...]], dict[tuple[str, datetime], int]]:
     """One pass over the flush's fixes: each vehicle's newest fix (kept on its cursor row)
     and the lowest seq of each (vehicle, hour) not marked yet (``telemetry_hours``), or
-    of an hour that had closed (its mark is written again, so its rollup is redone)."""
+    of a late fix's hour (its mark is written again, so its rollup is redone)."""
     fixes: dict[str, tuple[Any, ...]] = {}
     marks: dict[tuple[str, datetime], int] = {}
     for p in plans:
@@ -659,10 +663,10 @@ def _scan_telemetry(
             if best is None or ts > best[2]:
                 fixes[vehicle] = row
             marked = marked_hour.get(vehicle)
-            if marked is not None and marked <= ts < marked + _HOUR and marked >= late_before:
+            if marked is not None and marked <= ts < marked + _HOUR and ts >= late_before:
                 continue  # the common case: truncating every fix's time cost more
             hour = ts.replace(minute=0, second=0, microsecond=0)
-            if marked != hour or hour < late_before:
+            if marked != hour or ts < late_before:
                 key = (vehicle, hour)
                 if key not in marks or seq < marks[key]:
                     marks[key] = seq

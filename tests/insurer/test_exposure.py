@@ -1,7 +1,8 @@
-"""Driven distance and time for insurers: the hourly rollups (sql/012) give the same
-figures as summing the fixes, whatever part is rolled up, for fixes that arrive after
-their hour was summed, for policies that start mid-hour or overlap, and for new settings.
-The reference is a plain walk over the fixes the units sent."""
+"""Driven distance and time for insurers: the hourly rollups (sql/012) and those of an
+hour's first slices (sql/015) give the same figures as summing the fixes, whatever part
+is rolled up, for fixes that arrive after their hour or slice was summed, for policies
+that start mid-hour or overlap, for windows ending in the open hour, and for new
+settings. The reference is a plain walk over the fixes the units sent."""
 
 from __future__ import annotations
 
@@ -18,13 +19,17 @@ import pytest
 from telematics.insurer.model import Coverage
 from telematics.insurer.store.exposure import (
     HOUR,
+    ROLLUP_DELAY,
+    SLICE,
     ExposureRow,
     covered_spans,
     exposure,
-    raw_spans,
     roll_up,
-    whole_hours,
+    rolled_until,
+    split_spans,
 )
+from telematics.pipeline import StorePlan
+from telematics.store.writer import LATE_SLICE_S, _late_before, _scan_telemetry
 from tests.helpers import RunningServer, Unit, add_vehicle, telemetry
 
 GAP_S, MIN_KMH = 120.0, 5.0
@@ -157,7 +162,104 @@ async def test_rollups_give_the_figures_of_the_fixes(
     await check()  # and the first settings still give their own figures
 
 
-def test_spans_split_into_whole_hours_and_raw_parts() -> None:
+def steady(start: datetime, end: datetime, step_s: int, seed: int) -> list[Fix]:
+    """A fix every ``step_s`` seconds from ``start`` (so on every slice and hour boundary
+    when ``step_s`` divides them), one driver."""
+    rng = random.Random(seed)
+    fixes: list[Fix] = []
+    t, lat, lon = start, 31.3, 120.6
+    while t < end:
+        speed = rng.uniform(0.0, 90.0)
+        lat, lon = lat + speed * 1e-6, lon + rng.uniform(-1, 1) * speed * 1e-6
+        fixes.append((t, round(lat, 6), round(lon, 6), round(speed, 1), f"D-{seed}"))
+        t += timedelta(seconds=step_s)
+    return fixes
+
+
+async def rolled_s(db: asyncpg.Connection, vehicle: str, hour: datetime) -> int | None:
+    value: int | None = await db.fetchval(
+        """SELECT rolled_s FROM telemetry_hours WHERE vehicle_id = $1 AND hour = $2
+           AND rolled_version = version""",
+        vehicle,
+        hour,
+    )
+    return value
+
+
+async def roll_at(db: asyncpg.Connection, now: datetime) -> int:
+    total = 0
+    while done := await roll_up(db, now=now, gap_s=GAP_S, min_kmh=MIN_KMH):
+        total += done
+    return total
+
+
+async def test_open_hour_rolled_up_by_slices_gives_the_figures_of_the_fixes(
+    server: RunningServer, db: asyncpg.Connection
+) -> None:
+    """An hour in the past stands for the open one: rolled up as at a time inside it."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - 3 * HOUR
+    tokens = {v: await add_vehicle(server.db_url, v, fleet="F") for v in ("V-1", "V-2", "V-3")}
+    # V-1 drives through the hour and the next; V-2 only in the hour, from 7 minutes in,
+    # a fix every 10 s (on every slice boundary); V-3 too, but its minutes 10–15 arrive
+    # late, after those slices were summed.
+    fixes = {
+        "V-1": drive(hour - timedelta(minutes=40), hour + timedelta(minutes=100), 7),
+        "V-2": steady(hour + timedelta(minutes=7), hour + timedelta(minutes=50), 10, 8),
+    }
+    v3 = steady(hour + timedelta(minutes=2), hour + timedelta(minutes=55), 10, 9)
+    gap = [f for f in v3 if hour + timedelta(minutes=10) <= f[0] < hour + timedelta(minutes=15)]
+    fixes["V-3"] = [f for f in v3 if f not in gap]
+    for vehicle in ("V-1", "V-2"):
+        await send(server, tokens[vehicle], fixes[vehicle], 1)
+    next_v3 = await send(server, tokens["V-3"], fixes["V-3"], 1)
+    coverage = Coverage.of("events", [(v, hour - 5 * HOUR, hour + 5 * HOUR) for v in tokens])
+
+    async def check(since: datetime, until: datetime) -> None:
+        rows = await exposure(db, coverage, since, until, gap_s=GAP_S, min_kmh=MIN_KMH)
+        assert_same(rows, reference(fixes, coverage, since, until, GAP_S))
+
+    # As at 31 minutes past: the slices up to 25 past are summed (28 past less 3 minutes).
+    at = hour + timedelta(minutes=31)
+    assert rolled_until(at) == hour + timedelta(minutes=25)
+    assert await roll_at(db, at) >= 4  # V-1's hour before, and the hour of each
+    for vehicle in tokens:
+        assert await rolled_s(db, vehicle, hour) == 25 * 60
+    assert await rolled_s(db, "V-1", hour + HOUR) is None  # not begun
+    windows = [
+        (hour - HOUR, at),  # ends in the open hour after its rolled slices
+        (hour, hour + timedelta(minutes=25)),  # ends where the rollup ends
+        (hour, hour + timedelta(minutes=24, seconds=59)),  # short of it: all from fixes
+        (hour + timedelta(seconds=1), at),  # starts inside the rolled part
+        (hour + timedelta(minutes=25), hour + timedelta(minutes=40)),
+        (hour - 2 * HOUR, datetime.now(UTC)),  # the hour and those after, not rolled up
+    ]
+    for since, until in windows:
+        await check(since, until)
+
+    # V-3's buffered minutes arrive now, into slices already summed: the writer marks
+    # the hour, and reads take it from the fixes until it is summed again.
+    await send(server, tokens["V-3"], gap, next_v3)
+    fixes["V-3"] = v3
+    assert await rolled_s(db, "V-3", hour) is None
+    for since, until in windows:
+        await check(since, until)
+    assert await roll_at(db, at) == 1  # only V-3's hour, from its start again
+    assert await rolled_s(db, "V-3", hour) == 25 * 60
+    for since, until in windows:
+        await check(since, until)
+
+    # Later slices extend the rollups; the hour closes and is whole.
+    assert await roll_at(db, hour + timedelta(minutes=44)) == 3
+    assert await rolled_s(db, "V-2", hour) == 40 * 60
+    await check(hour, hour + timedelta(minutes=41))
+    assert await roll_at(db, hour + HOUR + ROLLUP_DELAY) == 3
+    for vehicle in tokens:
+        assert await rolled_s(db, vehicle, hour) == 3600
+    for since, until in windows:
+        await check(since, until)
+
+
+def test_spans_split_into_rollups_and_raw_parts() -> None:
     t0 = datetime(2026, 11, 2, 8, 20, tzinfo=UTC)
     coverage = Coverage.of(
         "events",
@@ -171,16 +273,84 @@ def test_spans_split_into_whole_hours_and_raw_parts() -> None:
     assert spans == [("A", t0, t0 + timedelta(hours=5)), ("B", t0 + timedelta(minutes=5),
                                                          t0 + timedelta(minutes=30))]  # fmt: skip
     h9 = t0.replace(hour=9, minute=0)
-    assert whole_hours(spans) == [("A", h9, h9 + timedelta(hours=4))]
-    stale = {"A": {h9 + HOUR, h9 + 2 * HOUR, h9 + 10 * HOUR}}  # the last is outside: ignored
-    assert raw_spans(spans, stale) == [
-        ("A", t0, h9),
-        ("A", h9 + HOUR, h9 + 3 * HOUR),  # a run of stale hours: one range
-        ("A", h9 + 4 * HOUR, t0 + timedelta(hours=5)),
-        ("B", t0 + timedelta(minutes=5), t0 + timedelta(minutes=30)),
-    ]
+    end = t0 + timedelta(hours=5)  # 13:20
+    assert split_spans(spans, {}) == (
+        [("A", h9, h9 + 4 * HOUR)],
+        [("A", t0, h9), ("A", h9 + 4 * HOUR, end), spans[1]],
+    )
+    # stale hours (0 s usable), one outside the span: ignored
+    stale = {"A": {h9 + HOUR: 0, h9 + 2 * HOUR: 0, h9 + 10 * HOUR: 0}}
+    assert split_spans(spans, stale) == (
+        [("A", h9, h9 + HOUR), ("A", h9 + 3 * HOUR, h9 + 4 * HOUR)],
+        [
+            ("A", t0, h9),
+            ("A", h9 + HOUR, h9 + 3 * HOUR),  # a run of stale hours: one range
+            ("A", h9 + 4 * HOUR, end),
+            spans[1],
+        ],
+    )
     # the stale hour next to the tail joins it
-    assert raw_spans(spans, {"A": {h9 + 3 * HOUR}})[-2:] == [
-        ("A", h9 + 3 * HOUR, t0 + timedelta(hours=5)),
-        ("B", t0 + timedelta(minutes=5), t0 + timedelta(minutes=30)),
+    assert split_spans(spans, {"A": {h9 + 3 * HOUR: 0}})[1][-2:] == [
+        ("A", h9 + 3 * HOUR, end),
+        spans[1],
     ]
+    # the last hour summed to 13:15, inside the window: its rollup and 5 minutes of fixes
+    m = timedelta(minutes=1)
+    assert split_spans(spans, {"A": {h9 + 4 * HOUR: 15 * 60}}) == (
+        [("A", h9, h9 + 5 * HOUR)],
+        [("A", t0, h9), ("A", h9 + 4 * HOUR + 15 * m, end), spans[1]],
+    )
+    # summed to 13:20 exactly: nothing from the fixes at that end
+    assert split_spans(spans, {"A": {h9 + 4 * HOUR: 20 * 60}}) == (
+        [("A", h9, h9 + 5 * HOUR)],
+        [("A", t0, h9), spans[1]],
+    )
+    # summed to 13:25, past the window: that hour from the fixes
+    assert split_spans(spans, {"A": {h9 + 4 * HOUR: 25 * 60}}) == split_spans(spans, {})
+    # an hour summed part-way inside the window: its rollup, then the fixes of the rest
+    assert split_spans(spans, {"A": {h9 + HOUR: 10 * 60}}) == (
+        [("A", h9, h9 + 4 * HOUR)],
+        [
+            ("A", t0, h9),
+            ("A", h9 + HOUR + 10 * m, h9 + 2 * HOUR),
+            ("A", h9 + 4 * HOUR, end),
+            spans[1],
+        ],
+    )
+    # a span from an hour's start to inside it, the hour summed part-way
+    c = ("C", h9, h9 + 30 * m)
+    tail = ("C", h9 + 25 * m, h9 + 30 * m)
+    assert split_spans([c], {"C": {h9: 25 * 60}}) == ([("C", h9, h9 + HOUR)], [tail])
+    assert split_spans([c], {}) == ([], [c])  # the hour summed whole: past the window
+    assert split_spans([c], {"C": {h9: 0}}) == ([], [c])
+    # a span inside one hour never uses its rollup
+    assert split_spans([spans[1]], {"B": {t0.replace(minute=0): 10 * 60}}) == ([], [spans[1]])
+
+
+def test_rolled_until_is_the_end_of_the_newest_slice_closed_long_enough() -> None:
+    h = datetime(2026, 11, 2, 8, tzinfo=UTC)
+    assert SLICE == timedelta(seconds=LATE_SLICE_S)  # the writer marks late fixes by slice
+    assert rolled_until(h + timedelta(minutes=31)) == h + timedelta(minutes=25)
+    assert rolled_until(h + timedelta(minutes=28)) == h + timedelta(minutes=25)
+    assert rolled_until(h + timedelta(minutes=27, seconds=59)) == h + timedelta(minutes=20)
+    assert rolled_until(h + timedelta(minutes=2)) == h - timedelta(minutes=5)
+
+
+def test_writer_marks_a_fix_late_once_its_slice_has_closed() -> None:
+    h = datetime(2026, 11, 2, 8, tzinfo=UTC)
+    now = (h + timedelta(minutes=21)).timestamp()
+    late_before = _late_before(now)
+    assert late_before == h + timedelta(minutes=20)  # the slice before closed over a minute ago
+    assert _late_before(now - 1) == h + timedelta(minutes=15)  # 20 past: not a minute yet
+
+    def plan(*ts: datetime) -> StorePlan:
+        return StorePlan("V", telemetry=[("V", i + 10, t) for i, t in enumerate(ts)])
+
+    marked = {"V": h}  # the writer has marked the open hour already
+    # fixes of the open slice: nothing to mark
+    assert (
+        _scan_telemetry([plan(h + timedelta(minutes=20, seconds=5))], marked, late_before)[1] == {}
+    )
+    # a fix of a closed slice of the open hour: its hour is marked (and its rollup redone)
+    late = plan(h + timedelta(minutes=20), h + timedelta(minutes=19, seconds=59))
+    assert _scan_telemetry([late], marked, late_before)[1] == {("V", h): 11}

@@ -7,10 +7,13 @@ not a straight drive). Driving time: those segments whose later fix is at ``min_
 faster. A segment counts where its later fix is (in the window, under a policy) and
 belongs to that fix's driver. An alarm belongs to the driver of the item that opened it.
 
-Whole hours are read from ``exposure_hours`` when their rollup is current (sql/012,
-:func:`roll_up`, run by the server); the rest (the window's first and last part-hours,
-and hours not rolled up yet or changed since) from the fixes themselves. Both sum the
-same segments, so the figures do not depend on how far the rollups have got.
+Each vehicle-hour's rollup in ``exposure_hours`` (sql/012, :func:`roll_up`, run by the
+server) covers the hour's first ``rolled_s`` seconds (sql/015): the open hour is summed a
+five-minute slice at a time shortly after each slice closes, so a request reads the
+fixes of minutes, not of half an hour. Rollups are read where current and inside the
+window; the rest (the window's part-hours, the unsummed tail of the open hour, hours
+changed since) from the fixes themselves. Both sum the same segments, so the figures do
+not depend on how far the rollups have got.
 """
 
 from __future__ import annotations
@@ -25,10 +28,14 @@ import asyncpg
 from telematics.insurer.model import Coverage
 
 HOUR = timedelta(hours=1)
-#: How long after its end an hour is rolled up. The batch writer treats a fix as late
-#: (and bumps its hour's version) a minute after its hour ended; the margin between the
-#: two is time for a flush that scanned before that minute to commit.
-ROLLUP_DELAY = timedelta(minutes=10)
+#: The step of the roll-up within an hour: each is summed once it has closed. The batch
+#: writer treats a fix as late (and bumps its hour's version) a minute after its slice
+#: ended (``writer.LATE_SLICE_S``, the same length).
+SLICE = timedelta(minutes=5)
+#: How long after its end a slice is rolled up: the margin over the writer's minute is
+#: time for a flush that scanned before that minute to commit (one transaction, seconds
+#: at worst; a fix it stores after the roll-up would otherwise be missed).
+ROLLUP_DELAY = timedelta(minutes=3)
 ROLLUP_LOCK = 0x7E1E_0012  # advisory lock: one roll-up at a time, whatever the worker
 
 # Coverage windows clipped to [since, until); overlapping policies must not count twice,
@@ -68,21 +75,23 @@ SELECT vehicle_id, s, driver_id, sum(km)::float8 AS km,
 FROM seg GROUP BY vehicle_id, s, driver_id
 """
 
-# Rollups of the whole hours in [s, e) of each vehicle that are current.
+# The rollups of each vehicle's hours in [s, e): whole or the summed start of an hour
+# (the caller passes only hours whose rollup is current and inside the window).
 _ROLLED = """
 SELECT x.vehicle_id, x.driver_id, sum(x.km)::float8 AS km, sum(x.driving_s)::float8 AS driving_s
 FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS w(vehicle_id, s, e)
-JOIN telemetry_hours h ON h.vehicle_id = w.vehicle_id AND h.hour >= w.s AND h.hour < w.e
-JOIN exposure_hours x ON x.vehicle_id = h.vehicle_id AND x.hour = h.hour
-WHERE h.rolled_version = h.version
+JOIN exposure_hours x ON x.vehicle_id = w.vehicle_id AND x.hour >= w.s AND x.hour < w.e
 GROUP BY 1, 2
 """
 
-# Hours with fixes but no current rollup (the partial index of sql/012).
-_STALE = """
-SELECT vehicle_id, hour FROM telemetry_hours
+# Hours whose rollup is not whole and current (the partial index of sql/015): the open
+# ones, and those not summed yet or changed since; with how much of each is usable.
+_PARTIAL = """
+SELECT vehicle_id, hour,
+       CASE WHEN rolled_version = version THEN coalesce(rolled_s, 0) ELSE 0 END AS usable_s
+FROM telemetry_hours
 WHERE vehicle_id = ANY ($1::text[]) AND hour >= $2 AND hour < $3
-  AND rolled_version IS DISTINCT FROM version
+  AND (rolled_version IS DISTINCT FROM version OR rolled_s IS DISTINCT FROM 3600)
 """
 
 _ALARMS = f"""
@@ -145,32 +154,43 @@ def covered_spans(coverage: Coverage, since: datetime, until: datetime) -> list[
     return out
 
 
-def whole_hours(spans: Iterable[Span]) -> list[Span]:
-    """The whole hours inside each span, as ``[first hour, end of the last)``."""
-    out = []
+def split_spans(
+    spans: Iterable[Span], partial: dict[str, dict[datetime, int]]
+) -> tuple[list[Span], list[Span]]:
+    """Which parts of the spans to read from the rollups (ranges of hours of
+    ``exposure_hours``) and which from the fixes. ``partial``: per vehicle, the hours whose
+    rollup is not whole and current, with the seconds from the hour's start that it
+    covers and that are current (0: none); every other hour is whole and current. An
+    hour's rollup is used when the window holds all it covers: the window's part-hours
+    and what no current rollup covers come from the fixes."""
+    rolled: list[Span] = []
+    raw: list[Span] = []
     for vehicle, s, e in spans:
-        first, last = ceil_hour(s), floor_hour(e)
-        if first < last:
-            out.append((vehicle, first, last))
-    return out
-
-
-def raw_spans(spans: Iterable[Span], stale: dict[str, set[datetime]]) -> list[Span]:
-    """What must be read from the fixes: each span's part-hours at either end, and its
-    whole hours without a current rollup (``stale``: hour starts per vehicle)."""
-    out: list[Span] = []
-    for vehicle, s, e in spans:
-        first, last = ceil_hour(s), floor_hour(e)
-        if first >= last:
-            out.append((vehicle, s, e))
+        first, last = ceil_hour(s), floor_hour(e)  # whole hours [first, last)
+        if first > last:  # inside one hour that starts before the span
+            _join(raw, vehicle, s, e)
             continue
         if s < first:
-            out.append((vehicle, s, first))
-        for hour in sorted(h for h in stale.get(vehicle, ()) if first <= h < last):
-            _join(out, vehicle, hour, hour + HOUR)
-        if last < e:
-            _join(out, vehicle, last, e)
-    return out
+            _join(raw, vehicle, s, first)
+        hours = partial.get(vehicle, {})
+        cursor = first
+        for hour in sorted(h for h in hours if first <= h < e):
+            if cursor < hour:
+                _join(rolled, vehicle, cursor, hour)
+            end = min(hour + HOUR, e)
+            covered = hour + timedelta(seconds=hours[hour])
+            if hour < covered <= end:
+                _join(rolled, vehicle, hour, hour + HOUR)
+                if covered < end:
+                    _join(raw, vehicle, covered, end)
+            else:
+                _join(raw, vehicle, hour, end)
+            cursor = hour + HOUR
+        if cursor < last:
+            _join(rolled, vehicle, cursor, last)
+        if max(cursor, last) < e:  # the tail of an hour rolled up whole: not all in the window
+            _join(raw, vehicle, max(cursor, last), e)
+    return rolled, raw
 
 
 def _join(out: list[Span], vehicle: str, s: datetime, e: datetime) -> None:
@@ -214,21 +234,27 @@ async def exposure(
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         raw = spans
         if await _rollups_usable(conn, gap_s, min_kmh):
-            whole = whole_hours(spans)
-            stale: dict[str, set[datetime]] = defaultdict(set)
-            vehicles = sorted({v for v, _, _ in whole})
-            if whole:
-                lo, hi = min(s for _, s, _ in whole), max(e for _, _, e in whole)
-                for r in await conn.fetch(_STALE, vehicles, lo, hi):
-                    stale[r["vehicle_id"]].add(r["hour"])
-                add(await conn.fetch(_ROLLED, *_columns(whole)))
-            raw = raw_spans(spans, stale)
+            partial: dict[str, dict[datetime, int]] = defaultdict(dict)
+            vehicles = sorted({v for v, _, _ in spans})
+            lo, hi = floor_hour(min(s for _, s, _ in spans)), max(e for _, _, e in spans)
+            for r in await conn.fetch(_PARTIAL, vehicles, lo, hi):
+                partial[r["vehicle_id"]][r["hour"]] = r["usable_s"]
+            rolled, raw = split_spans(spans, partial)
+            if rolled:
+                add(await conn.fetch(_ROLLED, *_columns(rolled)))
         if raw:
             add(await conn.fetch(_SEGMENTS, *_columns(raw), gap_s, min_kmh))
     return [
         ExposureRow(vehicle, driver or None, km[vehicle, driver], driving_s[vehicle, driver] / 3600)
         for vehicle, driver in sorted(km)
     ]
+
+
+def rolled_until(now: datetime) -> datetime:
+    """The end of the newest slice a roll-up at ``now`` may sum: every slice before it has
+    closed ``ROLLUP_DELAY`` ago."""
+    t = now.astimezone(UTC) - ROLLUP_DELAY
+    return t - (t - floor_hour(t)) % SLICE
 
 
 async def roll_up(
@@ -240,9 +266,10 @@ async def roll_up(
     limit: int = 100,
     wait: bool = False,
 ) -> int:
-    """Sum up to ``limit`` closed vehicle-hours whose rollup is missing or out of date, in
-    one transaction; how many. 0 also when another roll-up holds the lock, unless
-    ``wait``: then this one waits for it."""
+    """Sum up to ``limit`` vehicle-hours whose rollup is missing, out of date or short of
+    the slices closed by ``now``, in one transaction; how many. A current rollup is
+    extended by the new slices' fixes; any other is summed again from the hour's start.
+    0 also when another roll-up holds the lock, unless ``wait``: then this one waits."""
     async with conn.transaction():
         if wait:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", ROLLUP_LOCK)
@@ -258,40 +285,61 @@ async def roll_up(
             )
             await conn.execute("DELETE FROM exposure_hours")
             await conn.execute(
-                "UPDATE telemetry_hours SET rolled_version = NULL WHERE rolled_version IS NOT NULL"
+                "UPDATE telemetry_hours SET rolled_version = NULL, rolled_s = NULL"
+                " WHERE rolled_version IS NOT NULL"
             )
+        until = rolled_until(now)
         todo = await conn.fetch(
-            """SELECT vehicle_id, hour, version FROM telemetry_hours
-               WHERE rolled_version IS DISTINCT FROM version AND hour <= $1
+            """SELECT vehicle_id, hour, version,
+                      CASE WHEN rolled_version = version THEN coalesce(rolled_s, 0) ELSE 0 END
+                          AS done_s,
+                      least(3600, extract(epoch FROM $1 - hour))::int AS to_s
+               FROM telemetry_hours
+               WHERE (rolled_version IS DISTINCT FROM version OR rolled_s IS DISTINCT FROM 3600)
+                 AND hour < $1
+                 AND (rolled_version IS DISTINCT FROM version
+                      OR coalesce(rolled_s, 0) < least(3600, extract(epoch FROM $1 - hour)))
                ORDER BY hour DESC LIMIT $2""",  # the newest first (sql/013)
-            now - ROLLUP_DELAY - HOUR,
+            until,
             limit,
         )
         if not todo:
             return 0
         vehicles = [r["vehicle_id"] for r in todo]
         hours = [r["hour"] for r in todo]
-        sums = await conn.fetch(
-            _SEGMENTS, vehicles, hours, [h + HOUR for h in hours], gap_s, min_kmh
-        )
+        # Only the slices not summed yet, or the whole hour so far if its rollup is stale.
+        starts = [r["hour"] + timedelta(seconds=r["done_s"]) for r in todo]
+        ends = [r["hour"] + timedelta(seconds=r["to_s"]) for r in todo]
+        sums = await conn.fetch(_SEGMENTS, vehicles, starts, ends, gap_s, min_kmh)
+        redo = [r for r in todo if not r["done_s"]]
         await conn.execute(
             """DELETE FROM exposure_hours x USING unnest($1::text[], $2::timestamptz[]) AS t(v, h)
                WHERE x.vehicle_id = t.v AND x.hour = t.h""",
-            vehicles,
-            hours,
+            [r["vehicle_id"] for r in redo],
+            [r["hour"] for r in redo],
         )
-        await conn.executemany(
-            "INSERT INTO exposure_hours VALUES ($1, $2, $3, $4, $5)",
-            [(r["vehicle_id"], r["s"], r["driver_id"], r["km"], r["driving_s"]) for r in sums],
+        await conn.execute(
+            """INSERT INTO exposure_hours AS x
+               SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::float8[],
+                                    $5::float8[])
+               ON CONFLICT (vehicle_id, hour, driver_id) DO UPDATE
+               SET km = x.km + excluded.km, driving_s = x.driving_s + excluded.driving_s""",
+            [r["vehicle_id"] for r in sums],
+            [floor_hour(r["s"]) for r in sums],
+            [r["driver_id"] for r in sums],
+            [r["km"] for r in sums],
+            [r["driving_s"] for r in sums],
         )
         # The version read above: a fix stored since bumped it, so the hour goes again.
         await conn.execute(
-            """UPDATE telemetry_hours h SET rolled_version = t.version
-               FROM unnest($1::text[], $2::timestamptz[], $3::bigint[]) AS t(v, hr, version)
+            """UPDATE telemetry_hours h SET rolled_version = t.version, rolled_s = t.to_s
+               FROM unnest($1::text[], $2::timestamptz[], $3::bigint[], $4::int[])
+                    AS t(v, hr, version, to_s)
                WHERE h.vehicle_id = t.v AND h.hour = t.hr""",
             vehicles,
             hours,
             [r["version"] for r in todo],
+            [r["to_s"] for r in todo],
         )
     return len(todo)
 
