@@ -32,13 +32,7 @@ from telematics.ingest.app import build_app
 from telematics.insurer.model import Coverage
 from telematics.insurer.scoring import RiskWeights, load_weights
 from telematics.insurer.store import insurers
-from telematics.insurer.store.exposure import (
-    HOUR,
-    ROLLUP_DELAY,
-    ceil_hour,
-    exposure,
-    roll_up,
-)
+from telematics.insurer.store.exposure import HOUR, exposure, roll_up, rolled_until
 from telematics.store import registry
 from telematics.store.migrate import migrate
 
@@ -189,20 +183,18 @@ async def measure_exposure(url: str, runs: int, end: datetime, days: int) -> Non
 
 async def measure_fleet_exposure(url: str, fleet: int, runs: int, end: datetime, days: int) -> None:
     """A fleet's exposure as the scores read it: ``fleet`` vehicles, each with ``days``
-    of rolled-up hours (synthetic rollup rows; real 1 Hz fixes in the last of them) and
-    real 1 Hz fixes for the hours the server would not have rolled up yet: read at half
-    past the hour, 30 min a vehicle."""
+    of rolled-up hours (synthetic rollup rows) and real 1 Hz fixes in the open hour, of
+    which the server has summed the slices that closed ``ROLLUP_DELAY`` ago: read at 31
+    minutes past, 6 minutes of fixes a vehicle are not summed yet, the average (the
+    delay, half a slice and half the roll-up job's minute)."""
     weights = load_weights()
     gap_s, min_kmh = weights.segment_gap_s, weights.driving_min_kmh
     vehicles = [f"FLEET-{i:04d}" for i in range(fleet)]
     current = end.replace(minute=0, second=0)
-    # Read at half past the hour (the data are synthetic, so the time may be ahead):
-    # the same share of unrolled hours whenever the benchmark runs, the average one.
-    end = current + timedelta(minutes=30)
-    # the hours the server has not rolled up yet at `end`: the current one, and the one
-    # before during the first ROLLUP_DELAY of the hour
-    raw_from = ceil_hour(end - ROLLUP_DELAY - HOUR)
-    fixes_from = raw_from - HOUR  # a rolled-up hour with its fixes before the raw ones
+    # the data are synthetic, so the time may be ahead
+    end = current + timedelta(minutes=31)
+    raw_from = rolled_until(end)  # what the server has not rolled up yet at `end`
+    fixes_from = current  # rolled-up slices with fixes before the raw ones
     since = current - timedelta(days=days)
     first_hour = since - HOUR
     conn = await asyncpg.connect(url)
@@ -243,13 +235,16 @@ async def measure_fleet_exposure(url: str, fleet: int, runs: int, end: datetime,
         )
         # everything before raw_from rolled up (rollup rows are synthetic: 42 km an hour)
         await conn.execute(
-            """UPDATE telemetry_hours SET rolled_version = version
+            """UPDATE telemetry_hours SET rolled_version = version,
+                   rolled_s = least(3600, extract(epoch FROM $1 - hour))::int
                WHERE vehicle_id LIKE 'FLEET-%' AND hour < $1""",
             raw_from,
         )
         await conn.execute(
             """INSERT INTO exposure_hours (vehicle_id, hour, driver_id, km, driving_s)
-               SELECT vehicle_id, hour, 'D-' || vehicle_id, 42.0, 3000.0 FROM telemetry_hours
+               SELECT vehicle_id, hour, 'D-' || vehicle_id, 42.0 * rolled_s / 3600,
+                      rolled_s * 0.8
+               FROM telemetry_hours
                WHERE vehicle_id LIKE 'FLEET-%' AND rolled_version IS NOT NULL"""
         )
         await conn.execute(
@@ -267,7 +262,7 @@ async def measure_fleet_exposure(url: str, fleet: int, runs: int, end: datetime,
         await conn.close()
     print(
         f"fleet of {fleet:,} vehicles: {days} days of rollups, {fleet * raw_s:,} fixes "
-        f"of the last {raw_s / 3600:.1f} h (loaded in {loaded:.1f} s)"
+        f"of the last {raw_s / 60:.0f} min (loaded in {loaded:.1f} s)"
     )
     summary(f"{days}-day exposure of the whole fleet ({km:,.0f} km)", samples)
 
