@@ -77,9 +77,10 @@ def render(
     rate: float,
     connect_rate: float,
     seed: int,
-    event_interval: tuple[float, float],
+    event_interval: tuple[float, float] | None,
     fault_fraction: float,
     base: float | None = None,
+    items_per_unit: int | None = None,
 ) -> list[Recording]:
     """Every unit's items for ``duration`` seconds, as the simulator generates them.
 
@@ -92,7 +93,7 @@ def render(
     out: list[Recording] = []
     for i, spec in enumerate(specs):
         phase = random.Random(f"{seed}:{spec.vehicle_id}:phase").uniform(0.0, dt)
-        first = i / connect_rate + phase
+        first = 0.0 if items_per_unit else i / connect_rate + phase
         clock = _Clock(base)  # built at the start, as the simulator builds its units
         sim = VehicleSim(
             spec.vehicle_id,
@@ -105,8 +106,10 @@ def render(
         )
         items: list[tuple[bytes, bytes, bool]] = []
         k = 0
-        while first + k * dt < duration:
-            clock.now = base + first + k * dt
+        while (k < items_per_unit) if items_per_unit else (first + k * dt < duration):
+            # flood mode generates as fast as acks come: its readings all carry about
+            # the same wall time, as in the simulator
+            clock.now = base + (0.0 if items_per_unit else first + k * dt)
             items += [split_item(item) for item in sim.step(dt)]
             k += 1
         out.append((spec.vehicle_id, spec.token, first, items))
@@ -129,6 +132,8 @@ class Fleet:
         self.ack_s = Reservoir(seed=1)
         self.event_to_intervention_s = Reservoir(seed=2)
         self.ack_statuses: dict[str, int] = {}
+        self.generating = True  # False: send nothing new, only take the last acks
+        self.items_rewound = 0  # flood units that ran out of rendered items and started over
 
     def steady(self, now: float) -> bool:
         if now < self.steady_from:
@@ -151,10 +156,12 @@ class PlayedUnit(asyncio.Protocol):
         window: int,
         host: str,
         port: int,
+        flood_batch: int = 0,
     ) -> None:
         self.vehicle_id, token, self.first, self.items = rec
         self.fleet, self.loop, self.t0, self.dt, self.window = fleet, loop, t0, 1.0 / rate, window
         self.host, self.port = host, port
+        self.flood_batch = flood_batch  # > 0: frames of this many items, as fast as acked
         self.rng = random.Random(f"{self.vehicle_id}:net")
         key = base64.b64encode(self.rng.randbytes(16)).decode()
         self.upgrade = (
@@ -170,7 +177,8 @@ class PlayedUnit(asyncio.Protocol):
         self.give_up: asyncio.TimerHandle | None = None  # no welcome in time: hang up
         self.base_seq = -1  # last_seq from the welcome; -1 until welcomed
         self.next_k = 0  # next item to send
-        self.inflight: deque[tuple[int, float]] = deque()  # (last seq of a frame, sent at)
+        # per frame in flight: its last seq, when it was sent, how many items it holds
+        self.inflight: deque[tuple[int, float, int]] = deque()
         self.event_sent: dict[int, float] = {}
         self.seen: set[str] = set()
         self.stopped = False
@@ -268,8 +276,8 @@ class PlayedUnit(asyncio.Protocol):
             seq, inflight = msg["seq"], self.inflight
             steady = fleet.steady(now)
             while inflight and inflight[0][0] <= seq:
-                _, sent = inflight.popleft()
-                fleet.items_acked += 1
+                _, sent, n = inflight.popleft()
+                fleet.items_acked += n
                 if steady:
                     fleet.ack_s.add(now - sent)
             self.send_due()
@@ -282,7 +290,7 @@ class PlayedUnit(asyncio.Protocol):
                 self.base_seq = last_seq
                 fleet.ever_connected += 1
             else:  # back after a lost link: what the server lacks is sent again
-                fleet.items_acked += sum(1 for seq, _ in self.inflight if seq <= last_seq)
+                fleet.items_acked += sum(n for seq, _, n in self.inflight if seq <= last_seq)
                 self.inflight.clear()
                 self.next_k = last_seq - self.base_seq
             self.send_due()
@@ -328,6 +336,9 @@ class PlayedUnit(asyncio.Protocol):
         """Send every item due by now while the window allows; wake at the next one."""
         if not self.welcomed or self.transport is None or self.stopped:
             return
+        if self.flood_batch:
+            self.send_flood()
+            return
         now_loop = self.loop.time()
         items, fleet = self.items, self.fleet
         while self.next_k < len(items) and len(self.inflight) < self.window:
@@ -344,12 +355,41 @@ class PlayedUnit(asyncio.Protocol):
             payload = b'%b%d,"ts":"%b"%b' % (head, seq, ts.encode(), tail)
             self.transport.write(masked_text_frame(payload))
             sent = perf_counter()
-            self.inflight.append((seq, sent))
+            self.inflight.append((seq, sent, 1))
             fleet.items_sent += 1
             fleet.frames_sent += 1
             if is_event:
                 self.event_sent[seq] = sent
                 fleet.events_sent += 1
+
+    def send_flood(self) -> None:
+        """Frames of ``flood_batch`` items while the window allows (flood mode)."""
+        items, fleet, transport = self.items, self.fleet, self.transport
+        assert transport is not None
+        while len(self.inflight) < self.window and fleet.generating:
+            ts = format_ts(time.time()).encode()
+            parts, events = [], []
+            for _ in range(self.flood_batch):
+                head, tail, is_event = items[self.next_k % len(items)]
+                if self.next_k and self.next_k % len(items) == 0:
+                    fleet.items_rewound += 1
+                self.next_k += 1
+                seq = self.base_seq + self.next_k
+                parts.append(b'%b%d,"ts":"%b"%b' % (head, seq, ts, tail))
+                if is_event:
+                    events.append(seq)
+            n = len(parts)
+            payload = (
+                parts[0] if n == 1 else b'{"type":"batch","items":[' + b",".join(parts) + b"]}"
+            )
+            transport.write(masked_text_frame(payload))
+            sent = perf_counter()
+            self.inflight.append((seq, sent, n))
+            fleet.items_sent += n
+            fleet.frames_sent += 1
+            fleet.events_sent += len(events)
+            for event_seq in events:
+                self.event_sent[event_seq] = sent
 
 
 async def play(
@@ -360,6 +400,8 @@ async def play(
     warmup_s: float,
     drain_s: float,
     connect_rate: float,
+    flood_batch: int = 0,
+    flood_s: float = 0.0,
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     parts = urlsplit(url)
@@ -371,11 +413,12 @@ async def play(
     units: list[PlayedUnit] = []
 
     for i, rec in enumerate(recordings):
-        unit = PlayedUnit(rec, fleet, loop, t0, rate, window, host, port)
+        unit = PlayedUnit(rec, fleet, loop, t0, rate, window, host, port, flood_batch)
         units.append(unit)
         loop.call_at(t0 + i / connect_rate, unit.dial)
     end = t0 + max((r[2] + len(r[3]) / rate for r in recordings), default=0.0)
-    await asyncio.sleep(max(0.0, end - loop.time()))
+    await asyncio.sleep(max(0.0, (t0 + flood_s if flood_batch else end) - loop.time()))
+    fleet.generating = False
     fleet.steady_until = perf_counter()
     fleet.acked_at_drain = fleet.items_acked
     deadline = loop.time() + drain_s
@@ -395,12 +438,20 @@ async def play(
         "items_sent": fleet.items_sent,
         "items_acked": fleet.items_acked,
         "unacked_items": sum(len(u.inflight) for u in units),
-        "items_never_sent": sum(len(u.items) - u.next_k for u in units),
+        "items_never_sent": sum(max(0, len(u.items) - u.next_k) for u in units),
+        "units_rewound": fleet.items_rewound,
         "frames_sent_per_s": round(fleet.frames_sent / wall, 1),
         "items_acked_per_s": round(fleet.items_acked / wall, 1),
         "steady_acked_per_s": round(
             (fleet.acked_at_drain - (fleet.acked_at_steady or 0)) / steady_s, 1
         ),
+        "ack_latency": {
+            name: None if v is None else round(v * 1000, 2)
+            for name, v in (
+                ("p50_ms", fleet.ack_s.percentile(50)),
+                ("p99_ms", fleet.ack_s.percentile(99)),
+            )
+        },
         "events_sent": fleet.events_sent,
         "interventions_received": fleet.interventions_received,
         "intervention_acks_sent": fleet.ack_statuses,
@@ -432,7 +483,18 @@ def main() -> int:
     rec.add_argument("--duration", type=float, required=True)
     rec.add_argument("--out", required=True)
     rec.add_argument("--seed", type=int, default=1)
-    rec.add_argument("--event-interval", type=_interval, default=(10.0, 30.0))
+    rec.add_argument(
+        "--event-interval",
+        type=_interval,
+        default=None,
+        help="A,B: an event every uniform(A,B) s (default: per driving hour)",
+    )
+    rec.add_argument(
+        "--items-per-unit",
+        type=int,
+        default=None,
+        help="flood mode: render this many readings per unit",
+    )
     rec.add_argument("--tire-faults", type=float, default=0.02, help="share of faulty units")
     pl = sub.add_parser("play", help="play a rendered fleet against a server")
     pl.add_argument("recording")
@@ -441,6 +503,13 @@ def main() -> int:
     pl.add_argument("--drain", type=float, default=10.0)
     pl.add_argument("--window", type=int, default=8)
     pl.add_argument("--samples", help="write the latency samples here (JSON)")
+    pl.add_argument(
+        "--flood-batch",
+        type=int,
+        default=0,
+        help="flood mode: frames of N items, as fast as the window allows",
+    )
+    pl.add_argument("--flood-seconds", type=float, default=0.0, help="flood mode: for S s")
     for p in (rec, pl):
         p.add_argument("--rate", type=float, default=1.0)
         p.add_argument("--connect-rate", type=float, default=500.0)
@@ -454,6 +523,7 @@ def main() -> int:
             args.seed,
             args.event_interval,
             args.tire_faults,
+            items_per_unit=args.items_per_unit,
         )
         Path(args.out).write_bytes(marshal.dumps(recordings))
         return 0
@@ -462,7 +532,15 @@ def main() -> int:
     recordings = marshal.loads(Path(args.recording).read_bytes())
     summary = uvloop.run(
         play(
-            recordings, args.url, args.rate, args.window, args.warmup, args.drain, args.connect_rate
+            recordings,
+            args.url,
+            args.rate,
+            args.window,
+            args.warmup,
+            args.drain,
+            args.connect_rate,
+            args.flood_batch,
+            args.flood_seconds,
         )
     )
     samples = summary.pop("samples")
