@@ -254,6 +254,8 @@ async def measure_fleet_exposure(url: str, fleet: int, runs: int, end: datetime,
             min_kmh,
         )
         raw_s = int((end - raw_from).total_seconds())
+        # as autovacuum leaves the rollups of past hours: pages all-visible (sql/016)
+        await conn.execute("VACUUM ANALYZE exposure_hours")
         await conn.execute("ANALYZE")
         loaded = time.perf_counter() - t0
         coverage = Coverage.of("events", [(v, since - timedelta(days=1), end) for v in vehicles])

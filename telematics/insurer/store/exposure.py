@@ -47,32 +47,30 @@ _IN_WINDOW = """EXISTS (SELECT 1 FROM unnest($1::text[], $2::timestamptz[], $3::
 
 # The segments whose later fix is in each range [s, e) of a vehicle, summed per driver.
 # A range's fixes are read from gap_s before it, for the segment into its first fix.
+# Ordered, paired and summed a range at a time: one sort of a whole fleet's fixes by
+# vehicle and time spilled to disk and was most of a whole-book read.
 _SEGMENTS = """
 WITH r AS MATERIALIZED (  -- each range's seq bounds first: then one index scan a range
     SELECT u.vehicle_id, u.s, u.e, q.lo, q.hi
     FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS u(vehicle_id, s, e)
-    CROSS JOIN LATERAL telemetry_seq_range(u.vehicle_id, u.s - make_interval(secs => $4), u.e) q),
-fixes AS (
-    SELECT r.vehicle_id, r.s, t.driver_id, t.ts, t.speed_kmh, t.lat, t.lon,
-           lag(t.ts) OVER w AS pts, lag(t.lat) OVER w AS plat, lag(t.lon) OVER w AS plon
-    FROM r CROSS JOIN LATERAL (
-        SELECT t.driver_id, t.ts, t.seq, t.speed_kmh, t.lat, t.lon FROM telemetry t
-        WHERE t.vehicle_id = r.vehicle_id AND t.seq >= r.lo AND t.seq < r.hi
-          AND t.ts >= r.s - make_interval(secs => $4) AND t.ts < r.e
-        OFFSET 0) t  -- not pulled up into a join: the planner then hashes the whole table
-    WINDOW w AS (PARTITION BY r.vehicle_id, r.s ORDER BY t.ts, t.seq)),
-seg AS (
-    SELECT vehicle_id, s, coalesce(driver_id, '') AS driver_id, speed_kmh,
-           extract(epoch FROM ts - pts) AS dt,
-           2 * 6371.0088 * asin(least(1.0, sqrt(
-               sin(radians(lat - plat) / 2) ^ 2
-               + cos(radians(plat)) * cos(radians(lat)) * sin(radians(lon - plon) / 2) ^ 2)))
-               AS km
-    FROM fixes
-    WHERE ts >= s AND pts IS NOT NULL AND ts - pts <= make_interval(secs => $4))
-SELECT vehicle_id, s, driver_id, sum(km)::float8 AS km,
-       coalesce(sum(dt) FILTER (WHERE speed_kmh >= $5), 0)::float8 AS driving_s
-FROM seg GROUP BY vehicle_id, s, driver_id
+    CROSS JOIN LATERAL telemetry_seq_range(u.vehicle_id, u.s - make_interval(secs => $4), u.e) q)
+SELECT r.vehicle_id, r.s, g.driver_id, g.km, g.driving_s
+FROM r CROSS JOIN LATERAL (
+    SELECT coalesce(f.driver_id, '') AS driver_id,
+           sum(2 * 6371.0088 * asin(least(1.0, sqrt(
+               sin(radians(f.lat - f.plat) / 2) ^ 2
+               + cos(radians(f.plat)) * cos(radians(f.lat)) * sin(radians(f.lon - f.plon) / 2) ^ 2
+           ))))::float8 AS km,
+           coalesce(sum(extract(epoch FROM f.ts - f.pts)) FILTER (WHERE f.speed_kmh >= $5), 0)
+               ::float8 AS driving_s
+    FROM (SELECT t.driver_id, t.ts, t.speed_kmh, t.lat, t.lon,
+                 lag(t.ts) OVER w AS pts, lag(t.lat) OVER w AS plat, lag(t.lon) OVER w AS plon
+          FROM telemetry t
+          WHERE t.vehicle_id = r.vehicle_id AND t.seq >= r.lo AND t.seq < r.hi
+            AND t.ts >= r.s - make_interval(secs => $4) AND t.ts < r.e
+          WINDOW w AS (ORDER BY t.ts, t.seq)) f
+    WHERE f.ts >= r.s AND f.pts IS NOT NULL AND f.ts - f.pts <= make_interval(secs => $4)
+    GROUP BY 1) g
 """
 
 # The rollups of each vehicle's hours in [s, e): whole or the summed start of an hour
