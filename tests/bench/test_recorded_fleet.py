@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -44,3 +45,59 @@ def test_rendered_frames_are_the_simulators_items(tmp_path: Path) -> None:
             assert is_event == (want["type"] == "event")
             kinds.add(want["type"])
     assert kinds == {"telemetry", "event"}
+
+
+async def _registered(db_url: str, tmp_path: Path, n: int) -> Path:
+    from tests.helpers import add_vehicle
+
+    lines = []
+    for i in range(n):
+        vehicle_class = ("coach", "hazmat")[i % 2]
+        token = await add_vehicle(db_url, f"R-{i}", vehicle_class)
+        lines.append(f"R-{i},{token},{vehicle_class}\n")
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text("".join(lines))
+    return tokens
+
+
+async def _stored(db_url: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(db_url)
+    try:
+        return int(await conn.fetchval(
+            "SELECT (SELECT count(*) FROM telemetry) + (SELECT count(*) FROM events)"))  # fmt: skip
+    finally:
+        await conn.close()
+
+
+async def test_played_units_are_stored_acked_and_answer_interventions(
+    server: Any, db_url: str, tmp_path: Path
+) -> None:
+    from recorded_fleet import play
+
+    tokens = await _registered(db_url, tmp_path, 4)
+    recordings = render(str(tokens), 3.0, 4.0, 50.0, 3, (0.5, 1.0), 0.0)
+    summary = await play(recordings, server.ws_url, 4.0, 8, 0.0, 5.0, 50.0)
+    rendered = sum(len(r[3]) for r in recordings)
+    assert summary["ever_connected"] == 4
+    assert summary["items_sent"] == summary["items_acked"] == rendered
+    assert summary["unacked_items"] == summary["items_never_sent"] == 0
+    assert summary["events_sent"] > 0 and summary["interventions_received"] > 0
+    assert summary["intervention_acks_sent"]["delivered"] >= summary["interventions_received"]
+    assert summary["samples"]["event_to_intervention_count"] > 0
+    assert await _stored(db_url) == rendered
+
+
+async def test_flood_mode_sends_batches_and_starts_over_when_out_of_items(
+    server: Any, db_url: str, tmp_path: Path
+) -> None:
+    from recorded_fleet import play
+
+    tokens = await _registered(db_url, tmp_path, 2)
+    recordings = render(str(tokens), 2.0, 1.0, 50.0, 3, None, 0.0, items_per_unit=30)
+    summary = await play(recordings, server.ws_url, 1.0, 2, 0.0, 5.0, 50.0, 20, 2.0)
+    assert summary["units_rewound"] > 0  # 30 items a unit last well under 2 s
+    assert summary["items_sent"] == summary["items_acked"] > 2 * 30
+    assert summary["items_sent"] % 20 == 0  # whole batches of 20
+    assert await _stored(db_url) == summary["items_sent"]
