@@ -225,6 +225,9 @@ async def test_open_hour_rolled_up_by_slices_gives_the_figures_of_the_fixes(
     for vehicle in tokens:
         assert await rolled_s(db, vehicle, hour) == 25 * 60
     assert await rolled_s(db, "V-1", hour + HOUR) is None  # not begun
+    # reads of the rest start at V-2's fix 2 min (the gap) before 25 past: 16 min after its first
+    tail = "SELECT rolled_seq FROM telemetry_hours WHERE vehicle_id = $1 AND hour = $2"
+    assert await db.fetchval(tail, "V-2", hour) == 1 + 16 * 6
     windows = [
         (hour - HOUR, at),  # ends in the open hour after its rolled slices
         (hour, hour + timedelta(minutes=25)),  # ends where the rollup ends

@@ -48,11 +48,14 @@ _IN_WINDOW = """EXISTS (SELECT 1 FROM unnest($1::text[], $2::timestamptz[], $3::
 # The segments whose later fix is in each range [s, e) of a vehicle, summed per driver.
 # A range's fixes are read from gap_s before it, for the segment into its first fix.
 # Ordered, paired and summed a range at a time: one sort of a whole fleet's fixes by
-# vehicle and time spilled to disk and was most of a whole-book read.
+# vehicle and time spilled to disk and was most of a whole-book read. $6: a lowest seq
+# for ranges that start where a current rollup ends (telemetry_hours.rolled_seq), else
+# NULL; the hour's mark would scan every fix since the hour began.
 _SEGMENTS = """
 WITH r AS MATERIALIZED (  -- each range's seq bounds first: then one index scan a range
-    SELECT u.vehicle_id, u.s, u.e, q.lo, q.hi
-    FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS u(vehicle_id, s, e)
+    SELECT u.vehicle_id, u.s, u.e, greatest(q.lo, u.lo) AS lo, q.hi
+    FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $6::bigint[])
+         AS u(vehicle_id, s, e, lo)
     CROSS JOIN LATERAL telemetry_seq_range(u.vehicle_id, u.s - make_interval(secs => $4), u.e) q)
 SELECT r.vehicle_id, r.s, g.driver_id, g.km, g.driving_s
 FROM r CROSS JOIN LATERAL (
@@ -86,7 +89,8 @@ GROUP BY 1, 2
 # ones, and those not summed yet or changed since; with how much of each is usable.
 _PARTIAL = """
 SELECT vehicle_id, hour,
-       CASE WHEN rolled_version = version THEN coalesce(rolled_s, 0) ELSE 0 END AS usable_s
+       CASE WHEN rolled_version = version THEN coalesce(rolled_s, 0) ELSE 0 END AS usable_s,
+       CASE WHEN rolled_version = version THEN rolled_seq END AS rolled_seq
 FROM telemetry_hours
 WHERE vehicle_id = ANY ($1::text[]) AND hour >= $2 AND hour < $3
   AND (rolled_version IS DISTINCT FROM version OR rolled_s IS DISTINCT FROM 3600)
@@ -203,6 +207,19 @@ def _columns(spans: Sequence[Span]) -> tuple[list[str], list[datetime], list[dat
     return [v for v, _, _ in spans], [s for _, s, _ in spans], [e for _, _, e in spans]
 
 
+async def _segments(
+    conn: asyncpg.Connection,
+    spans: Sequence[Span],
+    gap_s: float,
+    min_kmh: float,
+    tails: dict[tuple[str, datetime], int],
+) -> list[asyncpg.Record]:
+    """The fixes' sums over each span; ``tails``: the lowest seq a span that starts at
+    that (vehicle, time) needs to read (:func:`roll_up`), where known."""
+    hints = [tails.get((v, s)) for v, s, _ in spans]
+    return list(await conn.fetch(_SEGMENTS, *_columns(spans), gap_s, min_kmh, hints))
+
+
 async def _rollups_usable(conn: asyncpg.Connection, gap_s: float, min_kmh: float) -> bool:
     row = await conn.fetchrow("SELECT gap_s, min_kmh FROM exposure_rollup_params")
     return row is not None and (row["gap_s"], row["min_kmh"]) == (gap_s, min_kmh)
@@ -231,17 +248,21 @@ async def exposure(
     # One snapshot: a rollup committed between two reads would otherwise count twice.
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         raw = spans
+        tails: dict[tuple[str, datetime], int] = {}
         if await _rollups_usable(conn, gap_s, min_kmh):
             partial: dict[str, dict[datetime, int]] = defaultdict(dict)
             vehicles = sorted({v for v, _, _ in spans})
             lo, hi = floor_hour(min(s for _, s, _ in spans)), max(e for _, _, e in spans)
             for r in await conn.fetch(_PARTIAL, vehicles, lo, hi):
                 partial[r["vehicle_id"]][r["hour"]] = r["usable_s"]
+                if r["usable_s"] and r["rolled_seq"] is not None:
+                    covered = r["hour"] + timedelta(seconds=r["usable_s"])
+                    tails[r["vehicle_id"], covered] = r["rolled_seq"]
             rolled, raw = split_spans(spans, partial)
             if rolled:
                 add(await conn.fetch(_ROLLED, *_columns(rolled)))
         if raw:
-            add(await conn.fetch(_SEGMENTS, *_columns(raw), gap_s, min_kmh))
+            add(await _segments(conn, raw, gap_s, min_kmh, tails))
     return [
         ExposureRow(vehicle, driver or None, km[vehicle, driver], driving_s[vehicle, driver] / 3600)
         for vehicle, driver in sorted(km)
@@ -291,7 +312,8 @@ async def roll_up(
             """SELECT vehicle_id, hour, version,
                       CASE WHEN rolled_version = version THEN coalesce(rolled_s, 0) ELSE 0 END
                           AS done_s,
-                      least(3600, extract(epoch FROM $1 - hour))::int AS to_s
+                      least(3600, extract(epoch FROM $1 - hour))::int AS to_s,
+                      CASE WHEN rolled_version = version THEN rolled_seq END AS rolled_seq
                FROM telemetry_hours
                WHERE (rolled_version IS DISTINCT FROM version OR rolled_s IS DISTINCT FROM 3600)
                  AND hour < $1
@@ -308,7 +330,32 @@ async def roll_up(
         # Only the slices not summed yet, or the whole hour so far if its rollup is stale.
         starts = [r["hour"] + timedelta(seconds=r["done_s"]) for r in todo]
         ends = [r["hour"] + timedelta(seconds=r["to_s"]) for r in todo]
-        sums = await conn.fetch(_SEGMENTS, vehicles, starts, ends, gap_s, min_kmh)
+        tails = {(r["vehicle_id"], s): r["rolled_seq"] for r, s in zip(todo, starts, strict=True)}
+        sums = await _segments(
+            conn, list(zip(vehicles, starts, ends, strict=True)), gap_s, min_kmh, tails
+        )
+        # Where the next read of a part-summed hour starts: its lowest seq from gap_s
+        # before the summed part's end. A fix stored later with a lower seq is late (its
+        # slice has closed), bumps the version and so voids this with the rollup.
+        open_hours = [(r, e) for r, e in zip(todo, ends, strict=True) if r["to_s"] < 3600]
+        next_seq = dict(
+            await conn.fetch(
+                """SELECT u.i, (SELECT t.seq FROM telemetry t
+                                WHERE t.vehicle_id = u.v AND t.seq >= greatest(q.lo, u.lo)
+                                  AND t.ts >= u.e - make_interval(secs => $5)
+                                ORDER BY t.seq LIMIT 1)
+                   FROM unnest($1::int[], $2::text[], $3::timestamptz[], $4::bigint[])
+                        AS u(i, v, e, lo)
+                   CROSS JOIN LATERAL
+                       telemetry_seq_range(u.v, u.e - make_interval(secs => $5), u.e) q""",
+                list(range(len(open_hours))),
+                [r["vehicle_id"] for r, _ in open_hours],
+                [e for _, e in open_hours],
+                [r["rolled_seq"] for r, _ in open_hours],
+                gap_s,
+            )
+        )
+        seqs = {(r["vehicle_id"], r["hour"]): next_seq[i] for i, (r, _) in enumerate(open_hours)}
         redo = [r for r in todo if not r["done_s"]]
         await conn.execute(
             """DELETE FROM exposure_hours x USING unnest($1::text[], $2::timestamptz[]) AS t(v, h)
@@ -330,14 +377,16 @@ async def roll_up(
         )
         # The version read above: a fix stored since bumped it, so the hour goes again.
         await conn.execute(
-            """UPDATE telemetry_hours h SET rolled_version = t.version, rolled_s = t.to_s
-               FROM unnest($1::text[], $2::timestamptz[], $3::bigint[], $4::int[])
-                    AS t(v, hr, version, to_s)
+            """UPDATE telemetry_hours h
+               SET rolled_version = t.version, rolled_s = t.to_s, rolled_seq = t.seq
+               FROM unnest($1::text[], $2::timestamptz[], $3::bigint[], $4::int[], $5::bigint[])
+                    AS t(v, hr, version, to_s, seq)
                WHERE h.vehicle_id = t.v AND h.hour = t.hr""",
             vehicles,
             hours,
             [r["version"] for r in todo],
             [r["to_s"] for r in todo],
+            [seqs.get((r["vehicle_id"], r["hour"])) for r in todo],
         )
     return len(todo)
 
