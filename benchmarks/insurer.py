@@ -234,11 +234,16 @@ async def measure_fleet_exposure(url: str, fleet: int, runs: int, end: datetime,
                WHERE vehicle_id LIKE 'FLEET-%' GROUP BY 1, 2"""
         )
         # everything before raw_from rolled up (rollup rows are synthetic: 42 km an hour)
+        # and, as the roll-up leaves it, the open hour's first seq to read: the fix gap_s
+        # before raw_from (seq = 1 + seconds since first_hour)
         await conn.execute(
             """UPDATE telemetry_hours SET rolled_version = version,
-                   rolled_s = least(3600, extract(epoch FROM $1 - hour))::int
+                   rolled_s = least(3600, extract(epoch FROM $1 - hour))::int,
+                   rolled_seq = CASE WHEN hour = $2 THEN $3::bigint END
                WHERE vehicle_id LIKE 'FLEET-%' AND hour < $1""",
             raw_from,
+            current,
+            1 + int((raw_from - timedelta(seconds=gap_s) - first_hour).total_seconds()),
         )
         await conn.execute(
             """INSERT INTO exposure_hours (vehicle_id, hour, driver_id, km, driving_s)
