@@ -53,8 +53,9 @@ def add_arguments(subparsers: Any) -> None:
     sub.add_parser("list", help="insurers and their policies").set_defaults(func=_list)
     sub.add_parser(
         "rollup",
-        help="sum every closed vehicle-hour not rolled up yet, now and at full speed (the"
-        " server does it in the background; after an upgrade this catches up at once)",
+        help="sum every closed vehicle-hour (and slice of the open ones) not rolled up yet,"
+        " now and at full speed (the server does it in the background; after an upgrade"
+        " this catches up at once)",
     ).set_defaults(func=_rollup)
 
 

@@ -1,8 +1,9 @@
 """The exposure roll-up: a task of every server process (``build_app``).
 
-Each closed hour of each vehicle is summed once into ``exposure_hours`` (and again if late
-fixes arrive for it), so insurers' scores and loss reports read a few rows per vehicle-hour
-instead of every fix. An advisory lock lets one process work at a time; the others find
+Each hour of each vehicle is summed into ``exposure_hours`` a five-minute slice at a time
+as the slices close (and again from its start if late fixes arrive for it), so insurers'
+scores and loss reports read a row per vehicle-hour and a few minutes of fixes instead
+of every fix. An advisory lock lets one process work at a time; the others find
 it held and wait for their next tick. Small transactions, newest hours first, and pauses
 as long as the work leave the database to ingest.
 """
@@ -21,7 +22,7 @@ from telematics.runtime import pause_unless_stopped
 
 log = logging.getLogger(__name__)
 
-BATCH = 100  # vehicle-hours a transaction: up to 360,000 fixes at 1 Hz
+BATCH = 100  # vehicle-hours a transaction: up to 360,000 fixes at 1 Hz, 30,000 a slice
 # Between transactions while catching up, as long as the last one took: a backlog (months
 # of hours after an upgrade) takes at most about half of a database core.
 MIN_PAUSE_S = 0.2
