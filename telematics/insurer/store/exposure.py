@@ -253,7 +253,13 @@ async def exposure(
             partial: dict[str, dict[datetime, int]] = defaultdict(dict)
             vehicles = sorted({v for v, _, _ in spans})
             lo, hi = floor_hour(min(s for _, s, _ in spans)), max(e for _, _, e in spans)
-            for r in await conn.fetch(_PARTIAL, vehicles, lo, hi):
+            # The planner cannot estimate the partial index's condition (two columns
+            # compared) and scanned every hour of the window (0.27 s for 1,800 vehicles
+            # over 30 days) to find the few hours it holds (< 1 ms through the index).
+            await conn.execute("SET LOCAL enable_seqscan = off")
+            partial_rows = await conn.fetch(_PARTIAL, vehicles, lo, hi)
+            await conn.execute("SET LOCAL enable_seqscan = on")
+            for r in partial_rows:
                 partial[r["vehicle_id"]][r["hour"]] = r["usable_s"]
                 if r["usable_s"] and r["rolled_seq"] is not None:
                     covered = r["hour"] + timedelta(seconds=r["usable_s"])
