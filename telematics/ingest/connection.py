@@ -44,8 +44,10 @@ class DeviceConnection:
         request: web.Request,
         session: DeviceSession,
         processor: VehicleProcessor,
+        arrival: int = 0,
     ) -> None:
         self.hub = hub
+        self.arrival = arrival  # when its upgrade request came in, among all (Hub.arrivals)
         self.ws = ws
         self.request = request
         self.session = session

@@ -47,6 +47,7 @@ def _abandoned(hub: Hub, request: web.Request) -> web.Response:
 
 async def device_endpoint(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
+    arrival = next(hub.arrivals)  # before any wait: the order the unit dialled in
     token = _bearer(request)
     if token is None:
         return _unauthorized("Authorization: Bearer <device token> is required")
@@ -66,10 +67,11 @@ async def device_endpoint(request: web.Request) -> web.StreamResponse:
         return _abandoned(hub, request)
     session = DeviceSession(vehicle.id, last_seq, hub.settings.garbage_limit)
     processor = await hub.processor_for(vehicle, last_seq, login.has_active_alarms)
-    conn = DeviceConnection(hub, ws, request, session, processor)
+    conn = DeviceConnection(hub, ws, request, session, processor, arrival)
     conn.post(session.welcome(welcome_time()))
-    await hub.attach(conn, login.has_pending_interventions)
     try:
+        if not await hub.attach(conn, login.has_pending_interventions):
+            return ws  # the unit is on a newer connection already
         await conn.serve()
     except Exception:  # a bug here must cost one connection at most, never the server
         log.exception("connection of %s failed", vehicle.id)

@@ -10,6 +10,7 @@ another worker); the zones poller swaps in a rebuilt zone index when zones chang
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import Counter, OrderedDict
@@ -59,6 +60,7 @@ class IngestStats:
     interventions_issued: int = 0
     interventions_delivered: int = 0
     handshakes_abandoned: int = 0  # units that hung up before their upgrade was answered
+    handshakes_superseded: int = 0  # finished after a newer connection of the same unit
 
     def count_inbound(self, inbound: Inbound) -> None:
         # Once per frame: plain loops, no generator set up for the usual empty case.
@@ -131,6 +133,9 @@ class Hub:
         # reconnects are noted on the database in the timer's next turn.
         self.up_since = clock()
         self._heard: dict[str, datetime] = {}
+        # Upgrade requests in the order they arrived: a unit that gave up on a slow
+        # handshake and dialled again must not be thrown off by the old one finishing late.
+        self.arrivals = itertools.count(1)
         self._db_failed = False
         self._writer_retries = 0
 
@@ -140,16 +145,25 @@ class Hub:
         """Interventions issued before this have expired: not resent on a connect."""
         return self.clock() - timedelta(seconds=self.settings.intervention_expire_s)
 
-    async def attach(self, conn: DeviceConnection, has_pending: bool = True) -> None:
+    async def attach(self, conn: DeviceConnection, has_pending: bool = True) -> bool:
         """Register a new connection (replacing an older one of the same vehicle) and
-        resend its undelivered interventions (``has_pending``: whether there may be any)."""
+        resend its undelivered interventions (``has_pending``: whether there may be any).
+
+        False, and ``conn`` closed, if the vehicle's current connection arrived after it:
+        in a connect storm a unit gives up on a slow handshake and dials again, and the
+        abandoned handshake can finish after the new one; it must not replace the unit's
+        live connection."""
         old = self.connections.get(conn.vehicle_id)
+        if old is not None and old.arrival > conn.arrival:
+            self.stats.handshakes_superseded += 1
+            await conn.close(1000, "superseded by a newer connection")
+            return False
         if old is not None:
             await old.close(1000, "replaced by a newer connection")
         self.connections[conn.vehicle_id] = conn
         self._heard[conn.vehicle_id] = self.clock()  # a reconnect is news from the unit
         if not has_pending:
-            return
+            return True
         since = self.pending_since()
         async with self.pool.acquire() as db:
             pending = await registry.pending_interventions(db, conn.vehicle_id, since)
@@ -174,6 +188,7 @@ class Hub:
                 for p in pending
             ]
         )
+        return True
 
     def detach(self, conn: DeviceConnection) -> None:
         conn.closed = True
@@ -427,6 +442,7 @@ class Hub:
             "interventions_issued": s.interventions_issued,
             "interventions_delivered": s.interventions_delivered,
             "handshakes_abandoned": s.handshakes_abandoned,
+            "handshakes_superseded": s.handshakes_superseded,
             "writer_backlog": self.writer.backlog,
             "writer_flushes": self.writer.stats.flushes,
             "writer_retries": self.writer.stats.retries,

@@ -99,3 +99,35 @@ async def test_unit_hanging_up_during_the_upgrade_is_counted_not_logged_as_an_er
     await unit.send(telemetry(1))
     await unit.ack_reaching(1)
     await unit.close()
+
+
+async def test_a_handshake_finishing_after_the_units_newer_connection_does_not_replace_it(
+    server: RunningServer, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a connect storm a unit gives up on a slow upgrade and dials again; when the
+    abandoned upgrade finishes last, the unit's live connection must stay."""
+    from telematics.store import registry
+
+    token = await add_vehicle(db_url)
+    authenticate = registry.authenticate
+    calls = 0
+
+    async def first_one_slow(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # the database answers the first upgrade late (fault injected)
+            await asyncio.sleep(1.5)
+        return await authenticate(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(registry, "authenticate", first_one_slow)
+    slow = asyncio.create_task(Unit.connect(server.ws_url, token))
+    await asyncio.sleep(0.3)
+    live = await Unit.connect(server.ws_url, token)  # dialled again: in first
+    with pytest.raises(ConnectionClosed) as closed:  # its upgrade finishes last: closed
+        await slow
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+    assert "superseded" in closed.value.rcvd.reason
+    await live.send(telemetry(1))
+    assert (await live.ack_reaching(1))["seq"] == 1  # still the unit's connection
+    assert server.hub.stats.handshakes_superseded == 1
+    await live.close()
