@@ -393,6 +393,9 @@ def _fleet_run(
         "server_rss_peak_mib": round(rss_at_peak / 2**20, 1),
         "server_kib_per_unit": round(per_unit / 1024, 1),
         "server_alarms_one_worker": stats["alarms"],
+        "server_handshakes_one_worker": {
+            k: stats.get(f"handshakes_{k}") for k in ("abandoned", "superseded")
+        },
         "server_loop_lag_ms_one_worker": stats["loop_lag_ms"],
         # the database's part of the ack latency: flush time and submit → commit
         "server_flush_ms_one_worker": stats["writer_flush_ms"],
