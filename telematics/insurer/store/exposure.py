@@ -336,7 +336,11 @@ async def roll_up(
         # Only the slices not summed yet, or the whole hour so far if its rollup is stale.
         starts = [r["hour"] + timedelta(seconds=r["done_s"]) for r in todo]
         ends = [r["hour"] + timedelta(seconds=r["to_s"]) for r in todo]
-        tails = {(r["vehicle_id"], s): r["rolled_seq"] for r, s in zip(todo, starts, strict=True)}
+        tails = {
+            (r["vehicle_id"], s): r["rolled_seq"]
+            for r, s in zip(todo, starts, strict=True)
+            if r["rolled_seq"] is not None
+        }
         sums = await _segments(
             conn, list(zip(vehicles, starts, ends, strict=True)), gap_s, min_kmh, tails
         )
