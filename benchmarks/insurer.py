@@ -184,15 +184,15 @@ async def measure_exposure(url: str, runs: int, end: datetime, days: int) -> Non
 async def measure_fleet_exposure(url: str, fleet: int, runs: int, end: datetime, days: int) -> None:
     """A fleet's exposure as the scores read it: ``fleet`` vehicles, each with ``days``
     of rolled-up hours (synthetic rollup rows) and real 1 Hz fixes in the open hour, of
-    which the server has summed the slices that closed ``ROLLUP_DELAY`` ago: read at 31
-    minutes past, 6 minutes of fixes a vehicle are not summed yet, the average (the
+    which the server has summed the slices that closed ``ROLLUP_DELAY`` ago: read at 34
+    minutes past, 9 minutes of fixes a vehicle are not summed yet, the average (the
     delay, half a slice and half the roll-up job's minute)."""
     weights = load_weights()
     gap_s, min_kmh = weights.segment_gap_s, weights.driving_min_kmh
     vehicles = [f"FLEET-{i:04d}" for i in range(fleet)]
     current = end.replace(minute=0, second=0)
     # the data are synthetic, so the time may be ahead
-    end = current + timedelta(minutes=31)
+    end = current + timedelta(minutes=34)
     raw_from = rolled_until(end)  # what the server has not rolled up yet at `end`
     fixes_from = current  # rolled-up slices with fixes before the raw ones
     since = current - timedelta(days=days)

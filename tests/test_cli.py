@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from telematics.insurer.store.exposure import ROLLUP_LOCK
+from telematics.insurer.store.exposure import ROLLUP_DELAY, ROLLUP_LOCK
 from telematics.store.migrate import migrate, migration_files
 from tests.helpers import Unit, add_vehicle, start_server, telemetry
 
@@ -206,13 +206,13 @@ async def test_insurer_rollup_sums_the_closed_hours_now(
             await asyncio.wait_for(asyncio.shield(proc.wait()), 3.0)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err
-    # The closed hours whole; the open one only as far as its slices closed ≥ 3 min ago
-    # (none in its first eight minutes).
+    # The closed hours whole; the open one only as far as its slices closed ≥ 6 min ago
+    # (none in its first eleven minutes).
     rolled = "SELECT hour, rolled_s FROM telemetry_hours WHERE rolled_version = version"
     done_s = dict(await db.fetch(rolled))
     assert [done_s.pop(h) for h in closed] == [3600] * 3
     assert all(h == hour for h in done_s)
-    limit = (datetime.now(UTC) - timedelta(minutes=3) - hour).total_seconds()
+    limit = (datetime.now(UTC) - ROLLUP_DELAY - hour).total_seconds()
     assert all(0 < s <= limit for s in done_s.values())
     assert out.decode() == f"rolled up {3 + len(done_s)} vehicle-hour(s)\n"
     km = await db.fetchval("SELECT km FROM exposure_hours WHERE hour = $1", closed[0])

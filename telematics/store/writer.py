@@ -149,6 +149,11 @@ _HOUR = timedelta(hours=1)
 #: The exposure roll-up sums each hour in slices this long once they have closed
 #: (insurer/store/exposure.py SLICE): a fix for a closed slice must bump its hour's version.
 LATE_SLICE_S = 300
+#: ... and only once it closed this long before the flush. Units that store and forward
+#: (an upload every minute or two, common to save cellular data) send every fix minutes
+#: old: with a one-minute margin each of their flushes re-summed their open hour from
+#: the start. The roll-up waits longer than this (exposure.ROLLUP_DELAY).
+LATE_MARGIN_S = 240
 
 
 @dataclass
@@ -642,10 +647,10 @@ class BatchWriter:
 
 
 def _late_before(now_s: float) -> datetime:
-    """Fixes before this are late: their roll-up slice had closed a minute before this
-    flush, so its exposure rollup may already be summed (sql/012, sql/015; the rollup job
-    waits three)."""
-    return datetime.fromtimestamp((now_s - 60.0) // LATE_SLICE_S * LATE_SLICE_S, UTC)
+    """Fixes before this are late: their roll-up slice had closed ``LATE_MARGIN_S``
+    before this flush, so its exposure rollup may already be summed (sql/012, sql/015;
+    the roll-up job waits ``ROLLUP_DELAY``, longer)."""
+    return datetime.fromtimestamp((now_s - LATE_MARGIN_S) // LATE_SLICE_S * LATE_SLICE_S, UTC)
 
 
 def _scan_telemetry(

@@ -218,7 +218,7 @@ async def test_open_hour_rolled_up_by_slices_gives_the_figures_of_the_fixes(
         rows = await exposure(db, coverage, since, until, gap_s=GAP_S, min_kmh=MIN_KMH)
         assert_same(rows, reference(fixes, coverage, since, until, GAP_S))
 
-    # As at 31 minutes past: the slices up to 25 past are summed (28 past less 3 minutes).
+    # As at 31 minutes past: the slices up to 25 past are summed (31 past less 6 minutes).
     at = hour + timedelta(minutes=31)
     assert rolled_until(at) == hour + timedelta(minutes=25)
     assert await roll_at(db, at) >= 4  # V-1's hour before, and the hour of each
@@ -252,7 +252,7 @@ async def test_open_hour_rolled_up_by_slices_gives_the_figures_of_the_fixes(
         await check(since, until)
 
     # Later slices extend the rollups; the hour closes and is whole.
-    assert await roll_at(db, hour + timedelta(minutes=44)) == 3
+    assert await roll_at(db, hour + timedelta(minutes=47)) == 3
     assert await rolled_s(db, "V-2", hour) == 40 * 60
     await check(hour, hour + timedelta(minutes=41))
     assert await roll_at(db, hour + HOUR + ROLLUP_DELAY) == 3
@@ -333,18 +333,20 @@ def test_spans_split_into_rollups_and_raw_parts() -> None:
 def test_rolled_until_is_the_end_of_the_newest_slice_closed_long_enough() -> None:
     h = datetime(2026, 11, 2, 8, tzinfo=UTC)
     assert SLICE == timedelta(seconds=LATE_SLICE_S)  # the writer marks late fixes by slice
+    assert rolled_until(h + timedelta(minutes=34)) == h + timedelta(minutes=25)
     assert rolled_until(h + timedelta(minutes=31)) == h + timedelta(minutes=25)
-    assert rolled_until(h + timedelta(minutes=28)) == h + timedelta(minutes=25)
-    assert rolled_until(h + timedelta(minutes=27, seconds=59)) == h + timedelta(minutes=20)
+    assert rolled_until(h + timedelta(minutes=30, seconds=59)) == h + timedelta(minutes=20)
     assert rolled_until(h + timedelta(minutes=2)) == h - timedelta(minutes=5)
 
 
 def test_writer_marks_a_fix_late_once_its_slice_has_closed() -> None:
     h = datetime(2026, 11, 2, 8, tzinfo=UTC)
-    now = (h + timedelta(minutes=21)).timestamp()
+    now = (h + timedelta(minutes=24)).timestamp()
     late_before = _late_before(now)
-    assert late_before == h + timedelta(minutes=20)  # the slice before closed over a minute ago
-    assert _late_before(now - 1) == h + timedelta(minutes=15)  # 20 past: not a minute yet
+    assert late_before == h + timedelta(minutes=20)  # the slice before closed 4 minutes ago
+    assert _late_before(now - 1) == h + timedelta(minutes=15)  # not 4 minutes yet
+    # a unit that stores and forwards every two minutes is on time, not late
+    assert h + timedelta(minutes=22) >= late_before
 
     def plan(*ts: datetime) -> StorePlan:
         return StorePlan("V", telemetry=[("V", i + 10, t) for i, t in enumerate(ts)])

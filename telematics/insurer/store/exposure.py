@@ -29,13 +29,13 @@ from telematics.insurer.model import Coverage
 
 HOUR = timedelta(hours=1)
 #: The step of the roll-up within an hour: each is summed once it has closed. The batch
-#: writer treats a fix as late (and bumps its hour's version) a minute after its slice
-#: ended (``writer.LATE_SLICE_S``, the same length).
+#: writer treats a fix as late (and bumps its hour's version) four minutes after its
+#: slice ended (``writer.LATE_SLICE_S``, the same length; ``writer.LATE_MARGIN_S``).
 SLICE = timedelta(minutes=5)
-#: How long after its end a slice is rolled up: the margin over the writer's minute is
-#: time for a flush that scanned before that minute to commit (one transaction, seconds
-#: at worst; a fix it stores after the roll-up would otherwise be missed).
-ROLLUP_DELAY = timedelta(minutes=3)
+#: How long after its end a slice is rolled up: the margin over the writer's four
+#: minutes is time for a flush that scanned before them to commit (one transaction,
+#: seconds at worst; a fix it stores after the roll-up would otherwise be missed).
+ROLLUP_DELAY = timedelta(minutes=6)
 ROLLUP_LOCK = 0x7E1E_0012  # advisory lock: one roll-up at a time, whatever the worker
 
 # Coverage windows clipped to [since, until); overlapping policies must not count twice,
