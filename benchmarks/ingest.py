@@ -155,19 +155,26 @@ def play_flood(
     return summary
 
 
-def render_flood(tokens: Path, work: Path, units: int, duration: float) -> tuple[Path, float]:
-    """(a) and (b)'s units rendered ahead: enough readings for 100,000 a second."""
-    part = tokens.with_name(f"{tokens.stem}-ab.csv")
+def render(tokens: Path, work: Path, name: str, units: int, duration: float,
+           *extra: str) -> tuple[Path, float]:  # fmt: skip
+    """The first ``units`` of ``tokens`` rendered ahead (``recorded_fleet.py render``):
+    the recording, and the seconds it took."""
+    part = tokens.with_name(f"{tokens.stem}-{name}.csv")
     part.write_text("".join(tokens.read_text().splitlines(keepends=True)[:units]))
-    recording = work / "flood.rec"
+    recording = work / f"{name}.rec"
     started = time.monotonic()
     subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "recorded_fleet.py"), "render",
-         "--tokens", str(part), "--duration", str(duration), "--out", str(recording),
-         "--items-per-unit", str(int(duration * 100_000 / units) + 1)],
+         "--tokens", str(part), "--duration", str(duration), "--out", str(recording), *extra],
         check=True, timeout=1800,
     )  # fmt: skip
     return recording, round(time.monotonic() - started, 1)
+
+
+def render_flood(tokens: Path, work: Path, units: int, duration: float) -> tuple[Path, float]:
+    """(a) and (b)'s units rendered ahead: enough readings for 100,000 a second."""
+    per_unit = int(duration * 100_000 / units) + 1
+    return render(tokens, work, "flood", units, duration, "--items-per-unit", str(per_unit))
 
 
 def flood_phase(
@@ -264,17 +271,9 @@ def fleet_phase(
     takes less of the cores the server is measured on."""
     recording, render_s = None, None
     if recorded:
-        part = tokens.with_name(f"{tokens.stem}-c.csv")
-        part.write_text("".join(tokens.read_text().splitlines(keepends=True)[:units]))
-        recording = log_dir / "fleet.rec"
-        started = time.monotonic()
-        subprocess.run(
-            [sys.executable, str(ROOT / "benchmarks" / "recorded_fleet.py"), "render",
-             "--tokens", str(part), "--duration", str(duration), "--out", str(recording),
-             "--event-interval", "10,30"],
-            check=True, timeout=1800,
-        )  # fmt: skip
-        render_s = round(time.monotonic() - started, 1)
+        recording, render_s = render(
+            tokens, log_dir, "fleet", units, duration, "--event-interval", "10,30"
+        )
     since = asyncio.run(_database_now(db_url))
     server = Server("real", db_url, log_dir, workers, model_dir)
     try:
