@@ -41,9 +41,12 @@ class GradingService:
     poll_s = 5.0
     #: Alarms per model call: 8 take ~0.7 ms of CPU here, 32 up to 4 ms in a busy server.
     max_batch = 8
-    #: A burst is graded in several calls in the same loop turn until this much time is
-    #: spent; the rest waits for the next turn. One call per turn made the k-th call of a
-    #: burst wait k turns (tens of ms each under load) before its interventions went out.
+    #: A burst is graded in several calls in the same loop turn until this much of the
+    #: thread's CPU is spent; the rest waits for the next turn. One call per turn made the
+    #: k-th call of a burst wait k turns (tens of ms each under load) before its
+    #: interventions went out. CPU, not wall time: on a busy machine a call of 1 ms of CPU
+    #: took up to 14 ms of wall (waiting for a core or the GIL), so a wall budget graded
+    #: one call a turn just when the backlog grew, and interventions waited seconds.
     turn_budget_s = 0.004
 
     def __init__(self, policy: RiskPolicy, model_dir: Path | None) -> None:
@@ -89,11 +92,11 @@ class GradingService:
         """Grade the frames waiting, in calls of up to ``max_batch`` alarms (at least one
         frame each), until none are left or ``turn_budget_s`` is spent; what is left
         goes in the next loop turn, so a burst never holds the loop long."""
-        deadline = time.perf_counter() + self.turn_budget_s
+        deadline = time.thread_time() + self.turn_budget_s
         queue = self._waiting
         while queue:
             self._grade_call()
-            if queue and time.perf_counter() >= deadline:
+            if queue and time.thread_time() >= deadline:
                 asyncio.get_running_loop().call_soon(self._grade_waiting)
                 return
         self._scheduled = False
