@@ -39,7 +39,7 @@ from telematics.ingest.looplag import LoopMonitor
 from telematics.sim.clock import format_ts
 from telematics.sim.fleet import read_tokens, tire_faults
 from telematics.sim.link import masked_text_frame
-from telematics.sim.stats import Reservoir
+from telematics.sim.stats import FleetStats
 from telematics.sim.unit import CONFIRM_PROBABILITY
 from telematics.sim.vehicle import VehicleSim
 
@@ -116,31 +116,13 @@ def render(
     return out
 
 
-class Fleet:
-    """Counters and latency samples of the whole played fleet."""
+class Fleet(FleetStats):
+    """The simulator's fleet counters and latency samples, and what only a player has."""
 
-    def __init__(self, warmup_s: float) -> None:
-        self.started = perf_counter()
-        self.steady_from = self.started + warmup_s
-        self.steady_until: float | None = None
-        self.items_sent = self.items_acked = self.frames_sent = 0
-        self.events_sent = self.interventions_received = self.ever_connected = 0
-        self.acked_at_steady: int | None = None
-        self.acked_at_drain = 0
-        self.errors_by_code: dict[str, int] = {}
-        self.connect_errors: dict[str, int] = {}
-        self.ack_s = Reservoir(seed=1)
-        self.event_to_intervention_s = Reservoir(seed=2)
-        self.ack_statuses: dict[str, int] = {}
+    def __init__(self) -> None:
+        super().__init__()
         self.generating = True  # False: send nothing new, only take the last acks
         self.items_rewound = 0  # flood units that ran out of rendered items and started over
-
-    def steady(self, now: float) -> bool:
-        if now < self.steady_from:
-            return False
-        if self.acked_at_steady is None:
-            self.acked_at_steady = self.items_acked
-        return True
 
 
 class PlayedUnit(asyncio.Protocol):
@@ -196,8 +178,7 @@ class PlayedUnit(asyncio.Protocol):
 
     def failed(self, reason: str) -> None:
         """Count a failed connect or a lost link; dial again a moment later, as units do."""
-        errors = self.fleet.connect_errors
-        errors[reason] = errors.get(reason, 0) + 1
+        self.fleet.count_connect_error(reason)
         if not self.stopped:
             self.loop.call_later(self.rng.uniform(1.0, 5.0), self.dial)
 
@@ -274,12 +255,10 @@ class PlayedUnit(asyncio.Protocol):
         if kind == "ack":
             now = perf_counter()
             seq, inflight = msg["seq"], self.inflight
-            steady = fleet.steady(now)
             while inflight and inflight[0][0] <= seq:
                 _, sent, n = inflight.popleft()
                 fleet.items_acked += n
-                if steady:
-                    fleet.ack_s.add(now - sent)
+                fleet.ack_latency_s.add(now - sent)
             self.send_due()
         elif kind == "welcome":
             last_seq = int(msg.get("last_seq") or 0)
@@ -298,7 +277,7 @@ class PlayedUnit(asyncio.Protocol):
             self.on_intervention(msg)
         elif kind == "error":
             code = str(msg.get("code"))
-            fleet.errors_by_code[code] = fleet.errors_by_code.get(code, 0) + 1
+            fleet.count_error(code)
 
     def on_intervention(self, msg: dict[str, Any]) -> None:
         ident = msg["id"]
@@ -309,7 +288,7 @@ class PlayedUnit(asyncio.Protocol):
         self.seen.add(ident)
         self.fleet.interventions_received += 1
         sent = self.event_sent.get((msg.get("cause") or {}).get("seq", -1))
-        if sent is not None and self.fleet.steady(now):
+        if sent is not None:
             self.fleet.event_to_intervention_s.add(now - sent)
         played = self.rng.uniform(1.0, 3.0)
         self.loop.call_later(played, self.ack_intervention, ident, "played")
@@ -325,7 +304,7 @@ class PlayedUnit(asyncio.Protocol):
             return
         payload = orjson.dumps({"type": "intervention_ack", "id": ident, "status": status})
         self.transport.write(masked_text_frame(payload))
-        self.fleet.ack_statuses[status] = self.fleet.ack_statuses.get(status, 0) + 1
+        self.fleet.count_intervention_ack(status)
 
     # -- sending ---------------------------------------------------------------------
     def wake(self) -> None:
@@ -406,7 +385,8 @@ async def play(
     loop = asyncio.get_running_loop()
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    fleet = Fleet(warmup_s)
+    fleet = Fleet()
+    loop.call_later(warmup_s, fleet.start_steady)  # latencies count from here, as simulated
     monitor = LoopMonitor()
     watching = asyncio.create_task(monitor.run())
     cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), loop.time()
@@ -419,54 +399,26 @@ async def play(
     end = t0 + max((r[2] + len(r[3]) / rate for r in recordings), default=0.0)
     await asyncio.sleep(max(0.0, (t0 + flood_s if flood_batch else end) - loop.time()))
     fleet.generating = False
-    fleet.steady_until = perf_counter()
-    fleet.acked_at_drain = fleet.items_acked
+    fleet.end_steady()
     deadline = loop.time() + drain_s
     while any(u.inflight for u in units) and loop.time() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.1)
-    wall = perf_counter() - fleet.started
+    fleet.finished_at = time.time()
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     for unit in units:
         unit.close()
     await asyncio.sleep(0.5)  # the closes go out
     watching.cancel()
-    steady_s = max((fleet.steady_until or 0.0) - fleet.steady_from, 1e-9)
+    fleet.loop_lag_ms = monitor.snapshot()["loop_lag_ms"]
     return {
-        "elapsed_s": round(wall, 3),
-        "units": len(recordings),
-        "ever_connected": fleet.ever_connected,
-        "items_sent": fleet.items_sent,
-        "items_acked": fleet.items_acked,
-        "unacked_items": sum(len(u.inflight) for u in units),
+        **fleet.snapshot(),
+        "unacked_items": sum(len(u.inflight) for u in units),  # the units hold no outboxes
         "items_never_sent": sum(max(0, len(u.items) - u.next_k) for u in units),
         "units_rewound": fleet.items_rewound,
-        "frames_sent_per_s": round(fleet.frames_sent / wall, 1),
-        "items_acked_per_s": round(fleet.items_acked / wall, 1),
-        "steady_acked_per_s": round(
-            (fleet.acked_at_drain - (fleet.acked_at_steady or 0)) / steady_s, 1
-        ),
-        "ack_latency": {
-            name: None if v is None else round(v * 1000, 2)
-            for name, v in (
-                ("p50_ms", fleet.ack_s.percentile(50)),
-                ("p99_ms", fleet.ack_s.percentile(99)),
-            )
-        },
-        "events_sent": fleet.events_sent,
-        "interventions_received": fleet.interventions_received,
-        "intervention_acks_sent": fleet.ack_statuses,
-        "errors_by_code": fleet.errors_by_code,
-        "connect_errors": fleet.connect_errors,
-        "loop_lag_ms": monitor.snapshot()["loop_lag_ms"],
         "cpu_s_while_playing": round(
             cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 2
         ),
-        "samples": {
-            "ack_s": fleet.ack_s.samples,
-            "ack_count": fleet.ack_s.count,
-            "event_to_intervention_s": fleet.event_to_intervention_s.samples,
-            "event_to_intervention_count": fleet.event_to_intervention_s.count,
-        },
+        "samples": fleet.latency_samples(),
     }
 
 
