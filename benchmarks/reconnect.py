@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import resource
@@ -31,27 +30,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ingest import Server, prepare, python_loop_seconds, server_stats
+from recorded_fleet import CLOSE_FRAME, upgrade_request
 
 from telematics.spread import spread
 from telematics.store.database import EMBEDDED_DB, start_embedded
-
-_CLOSE = bytes([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8])  # masked close 1000, zero mask
-
-
-def _upgrade(port: int, token: str, n: int) -> bytes:
-    key = base64.b64encode(n.to_bytes(16, "big")).decode()
-    return (
-        f"GET /v1/device HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        f"Authorization: Bearer {token}\r\n\r\n"
-    ).encode()
 
 
 async def _connect(port: int, token: str, n: int) -> tuple[float, asyncio.StreamWriter]:
     """Seconds from the TCP connect to the ``welcome`` frame, and the open connection."""
     started = time.perf_counter()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(_upgrade(port, token, n))
+    writer.write(upgrade_request("127.0.0.1", port, token, n.to_bytes(16, "big")))
     head = await reader.readuntil(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 101"):
         raise RuntimeError(f"upgrade refused: {head[:80]!r}")
@@ -82,7 +71,7 @@ async def storm(
 
 async def close_all(writers: list[asyncio.StreamWriter]) -> None:
     for writer in writers:
-        writer.write(_CLOSE)
+        writer.write(CLOSE_FRAME)
         writer.close()
     await asyncio.gather(*(w.wait_closed() for w in writers), return_exceptions=True)
 

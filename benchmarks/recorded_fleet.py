@@ -46,11 +46,21 @@ from telematics.sim.vehicle import VehicleSim
 perf_counter = time.perf_counter
 WELCOME_TIMEOUT_S = 15.0  # as the simulator's units: no welcome by then, dial again
 _PONG_EMPTY = bytes([0x8A, 0x80, 0, 0, 0, 0])  # masked pong, zero mask, no payload
-_CLOSE = bytes([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8])  # masked close 1000, zero mask
+CLOSE_FRAME = bytes([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8])  # masked close 1000, zero mask
 
 # One unit's recording: (vehicle id, token, first item's offset in s, items), each item
 # (head, tail, is_event): the frame is head + seq + ',"ts":"' + ts + '"' + tail.
 Recording = tuple[str, str, float, list[tuple[bytes, bytes, bool]]]
+
+
+def upgrade_request(host: str, port: int, token: str, key: bytes) -> bytes:
+    """A unit's WebSocket upgrade to ``/v1/device``, written by hand (lean clients)."""
+    key_b64 = base64.b64encode(key).decode()
+    return (
+        f"GET /v1/device HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key_b64}\r\nSec-WebSocket-Version: 13\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n"
+    ).encode()
 
 
 def split_item(item: dict[str, Any]) -> tuple[bytes, bytes, bool]:
@@ -145,12 +155,7 @@ class PlayedUnit(asyncio.Protocol):
         self.host, self.port = host, port
         self.flood_batch = flood_batch  # > 0: frames of this many items, as fast as acked
         self.rng = random.Random(f"{self.vehicle_id}:net")
-        key = base64.b64encode(self.rng.randbytes(16)).decode()
-        self.upgrade = (
-            f"GET /v1/device HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            f"Authorization: Bearer {token}\r\n\r\n"
-        ).encode()
+        self.upgrade = upgrade_request(host, port, token, self.rng.randbytes(16))
         self.transport: asyncio.Transport | None = None
         self.buf = b""
         self.upgraded = False
@@ -244,7 +249,7 @@ class PlayedUnit(asyncio.Protocol):
     def close(self) -> None:
         self.stopped = True
         if self.transport is not None:
-            self.transport.write(_CLOSE)
+            self.transport.write(CLOSE_FRAME)
             self.transport.close()
 
     # -- server messages -------------------------------------------------------------
