@@ -49,6 +49,18 @@ CHANNEL = "telematics_alarms"
 #: for live views; lifecycle changes go on ``CHANNEL``.
 RAISED_CHANNEL = "telematics_alarms_raised"
 
+
+async def announce_raised(conn: asyncpg.Connection, news: Sequence[dict[str, Any]]) -> None:
+    """Put ``news`` on ``RAISED_CHANNEL``, delivered when the transaction commits; one
+    statement for all of them, none for none."""
+    if news:
+        await conn.execute(
+            "SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n",
+            RAISED_CHANNEL,
+            [_json(n) for n in news],
+        )
+
+
 _ALARM_COLS = """a.id, a.vehicle_id, a.key, a.kind, a.severity, a.first_ts AS opened_at,
     a.last_ts AS last_seen_at, a.reason, a.derived, a.tire_pos, a.occurrences, a.active,
     a.acknowledged, a.assignee, a.cleared_at, a.cleared_by, a.clear_reason, a.acked_at,
@@ -582,22 +594,15 @@ async def fire_due_escalations(
         inserted = await _insert_escalations(conn, steps)
         await _save_tasks(conn, advanced)
         fired = [s for s in steps if (s.task_id, s.severity, s.level) in inserted]
-        if fired:  # live views show the step (and the next one's timer) at once
-            await conn.execute(
-                "SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n",
-                RAISED_CHANNEL,
-                [
-                    _json(
-                        {
-                            "id": s.alarm_id,
-                            "vehicle_id": s.vehicle_id,
-                            "escalation": s.level,
-                            "target": s.target,
-                        }
-                    )
-                    for s in fired
-                ],
-            )
+        # live views show the step (and the next one's timer) at once
+        await announce_raised(
+            conn,
+            [
+                {"id": s.alarm_id, "vehicle_id": s.vehicle_id, "escalation": s.level,
+                 "target": s.target}
+                for s in fired
+            ],
+        )  # fmt: skip
     return fired
 
 

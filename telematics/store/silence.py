@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 import asyncpg
-import orjson
 
 from telematics.classify.risk_policy import RiskPolicy
 from telematics.intervene.escalation import InterventionPolicy
@@ -156,13 +155,10 @@ async def _insert_alarms(conn: asyncpg.Connection, plan: SilencePlan) -> None:
         }
         records.append(tuple(row[c] for c in ALARM_COLUMNS))
     await conn.copy_records_to_table("alarms", columns=ALARM_COLUMNS, records=records)
-    await conn.execute(
-        "SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n",
-        alarm_store.RAISED_CHANNEL,
+    await alarm_store.announce_raised(
+        conn,
         [
-            orjson.dumps(
-                {"id": a.id, "vehicle_id": a.vehicle_id, "severity": a.severity, "new": True}
-            ).decode()
+            {"id": a.id, "vehicle_id": a.vehicle_id, "severity": a.severity, "new": True}
             for a in (o.alarm for o in plan.opened)
         ],
     )

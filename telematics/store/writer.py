@@ -682,21 +682,18 @@ async def _announce_alarms(conn: asyncpg.Connection, plans: list[StorePlan]) -> 
     """Tell live views (the dashboard of every worker) about new alarms and rises in
     severity, delivered at commit; one statement per flush that raised any."""
     news = [
-        orjson.dumps({"id": r[0], "vehicle_id": r[1], "severity": r[4], "new": True}).decode()
+        {"id": r[0], "vehicle_id": r[1], "severity": r[4], "new": True}
         for p in plans
         for r in p.alarms
     ]
     for p in plans:
         for i in p.interventions:  # an intervention on an existing alarm: it rose
             if all(r[0] != i.alarm_id for r in p.alarms):
-                payload = {"id": i.alarm_id, "vehicle_id": i.vehicle_id, "severity": i.severity}
-                news.append(orjson.dumps({**payload, "new": False}).decode())
-    if news:
-        await conn.execute(
-            "SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n",
-            alarm_store.RAISED_CHANNEL,
-            news,
-        )
+                news.append(
+                    {"id": i.alarm_id, "vehicle_id": i.vehicle_id, "severity": i.severity,
+                     "new": False}
+                )  # fmt: skip
+    await alarm_store.announce_raised(conn, news)
 
 
 _TS = itemgetter(2)
