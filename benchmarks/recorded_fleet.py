@@ -45,6 +45,7 @@ from telematics.sim.vehicle import VehicleSim
 
 perf_counter = time.perf_counter
 WELCOME_TIMEOUT_S = 15.0  # as the simulator's units: no welcome by then, dial again
+CLOCK_RESOLUTION_S = 0.001  # uvloop's loop.time() and timers: whole milliseconds
 _PONG_EMPTY = bytes([0x8A, 0x80, 0, 0, 0, 0])  # masked pong, zero mask, no payload
 CLOSE_FRAME = bytes([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8])  # masked close 1000, zero mask
 
@@ -133,6 +134,7 @@ class Fleet(FleetStats):
         super().__init__()
         self.generating = True  # False: send nothing new, only take the last acks
         self.items_rewound = 0  # flood units that ran out of rendered items and started over
+        self.timer_wakes = 0  # paced units woken by their next item's timer
 
 
 class PlayedUnit(asyncio.Protocol):
@@ -314,6 +316,7 @@ class PlayedUnit(asyncio.Protocol):
     # -- sending ---------------------------------------------------------------------
     def wake(self) -> None:
         self.waking = False
+        self.fleet.timer_wakes += 1
         self.send_due()
 
     def send_due(self) -> None:
@@ -323,11 +326,15 @@ class PlayedUnit(asyncio.Protocol):
         if self.flood_batch:
             self.send_flood()
             return
-        now_loop = self.loop.time()
+        # uvloop's clock moves in whole milliseconds and a timer less than 1 ms away
+        # fires on the next turn, before the clock has moved: an item due within that
+        # millisecond went on re-arming its timer, ~140 turns per item (a busy loop that
+        # took most of the player's CPU). Such an item is sent now, at most 1 ms early.
+        horizon = self.loop.time() + CLOCK_RESOLUTION_S
         items, fleet = self.items, self.fleet
         while self.next_k < len(items) and len(self.inflight) < self.window:
             due = self.t0 + self.first + self.next_k * self.dt
-            if due > now_loop:
+            if due > horizon:
                 if not self.waking:
                     self.waking = True
                     self.loop.call_at(due, self.wake)
@@ -420,6 +427,7 @@ async def play(
         "unacked_items": sum(len(u.inflight) for u in units),  # the units hold no outboxes
         "items_never_sent": sum(max(0, len(u.items) - u.next_k) for u in units),
         "units_rewound": fleet.items_rewound,
+        "timer_wakes": fleet.timer_wakes,
         "cpu_s_while_playing": round(
             cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 2
         ),
