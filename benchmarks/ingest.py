@@ -50,6 +50,7 @@ from telematics.store.database import EMBEDDED_DB, start_embedded
 from telematics.store.migrate import migrate
 
 ROOT = Path(__file__).resolve().parents[1]
+RECORDED_FLEET = ROOT / "benchmarks" / "recorded_fleet.py"  # render ahead, then play (b), (c)
 CLASSES = ("coach", "bus", "hazmat", "freight")
 
 
@@ -132,9 +133,14 @@ def simulate(url: str, tokens: Path, units: int, duration: float, *extra: str) -
         sys.executable, "-m", "telematics", "simulate", "--url", url, "--tokens", str(tokens),
         "--vehicles", str(units), "--duration", str(duration), *extra,
     ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 300)
+    return _summary_of(cmd, "simulator", timeout=duration + 300)
+
+
+def _summary_of(cmd: list[str], who: str, timeout: float) -> dict[str, Any]:
+    """Run a load generator to its end; the JSON summary it prints."""
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
-        raise RuntimeError(f"simulator failed: {done.stderr[-2000:]}")
+        raise RuntimeError(f"{who} failed: {done.stderr[-2000:]}")
     summary: dict[str, Any] = json.loads(done.stdout)
     return summary
 
@@ -143,16 +149,12 @@ def play_flood(
     recording: Path, url: str, duration: float, batch: int, window: int
 ) -> dict[str, Any]:
     cmd = [
-        sys.executable, str(ROOT / "benchmarks" / "recorded_fleet.py"), "play", str(recording),
+        sys.executable, str(RECORDED_FLEET), "play", str(recording),
         "--url", url, "--flood-batch", str(batch), "--window", str(window),
         "--flood-seconds", str(duration), "--warmup", "0", "--drain", "0",
         "--connect-rate", "200",
     ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 300)
-    if done.returncode != 0:
-        raise RuntimeError(f"recorded fleet failed: {done.stderr[-2000:]}")
-    summary: dict[str, Any] = json.loads(done.stdout)
-    return summary
+    return _summary_of(cmd, "recorded fleet", timeout=duration + 300)
 
 
 def render(tokens: Path, work: Path, name: str, units: int, duration: float,
@@ -164,7 +166,7 @@ def render(tokens: Path, work: Path, name: str, units: int, duration: float,
     recording = work / f"{name}.rec"
     started = time.monotonic()
     subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "recorded_fleet.py"), "render",
+        [sys.executable, str(RECORDED_FLEET), "render",
          "--tokens", str(part), "--duration", str(duration), "--out", str(recording), *extra],
         check=True, timeout=1800,
     )  # fmt: skip
@@ -329,7 +331,7 @@ def _fleet_run(
     if recorded is not None:
         generators = 1
         cmd = [
-            sys.executable, str(ROOT / "benchmarks" / "recorded_fleet.py"), "play", str(recorded),
+            sys.executable, str(RECORDED_FLEET), "play", str(recorded),
             "--url", server.url, "--warmup", "15", "--drain", "10", "--connect-rate", "500",
             "--samples", str(tokens.with_name(f"{tokens.stem}-0.samples.json")),
         ]  # fmt: skip
