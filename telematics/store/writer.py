@@ -453,12 +453,6 @@ class BatchWriter:
         if self._conn is None or self._conn.is_closed():
             conn = await asyncpg.connect(self.database_url)
             await timestamps.install(conn)  # the COPY's timestamps at a third of the CPU
-            # Plan every statement with its real input and the tables' real sizes. A plan
-            # PostgreSQL caches after a statement's fifth run is made for an unknown input
-            # against the tables of that moment: on a fresh database, empty ones, so the
-            # flushes went on scanning alarms and interventions whole as they grew (a third
-            # of the database's CPU at 5,000 units). Planning costs ~0.1 ms a statement.
-            await conn.execute("SET plan_cache_mode = force_custom_plan")
             self._conn = conn
         return self._conn
 
