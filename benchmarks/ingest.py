@@ -277,6 +277,7 @@ def fleet_phase(
             tokens, log_dir, "fleet", units, duration, "--event-interval", "10,30"
         )
     since = asyncio.run(_database_now(db_url))
+    scanned_before = asyncio.run(_rows_scanned(db_url))
     server = Server("real", db_url, log_dir, workers, model_dir)
     try:
         out = _fleet_run(server, tokens, units, duration, generators, recording)
@@ -289,7 +290,22 @@ def fleet_phase(
     stored = asyncio.run(_stored_since(db_url, since))
     out["items_stored"] = stored
     out["items_lost"] = out["items_sent"] - stored
+    # The server's backends have exited, so their table statistics are in.
+    scanned = asyncio.run(_rows_scanned(db_url)) - scanned_before
+    out["postgres_rows_scanned_per_s"] = round(scanned / out["wall_s"])
     return out
+
+
+async def _rows_scanned(db_url: str) -> int:
+    """Rows PostgreSQL has read by scanning tables whole: the hot path looks rows up by
+    key, so a rate here that grows with the tables is a plan gone wrong (the writer's
+    cursor lock scanned every cursor in every flush until 7166b37), not load."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
+        return int(await conn.fetchval("SELECT sum(seq_tup_read) FROM pg_stat_user_tables"))
+    finally:
+        await conn.close()
 
 
 async def _database_now(db_url: str) -> Any:
@@ -382,6 +398,7 @@ def _fleet_run(
     return {
         "units": units,
         "duration_s": duration,
+        "wall_s": round(wall, 1),  # the phase from the generators' start to their exit
         "generator_processes": generators,
         "readings_acked": sim["items_acked"],
         "acked_per_s": sim["items_acked_per_s"],

@@ -96,14 +96,18 @@ _ZONE_TRANSITION_COLS = ("vehicle_id", "zone_id", "transition", "ts", "seq", "la
 #: retried with backoff, because giving up would lose acknowledged-to-be data.
 _DATA_ERROR_CLASSES = frozenset(("22", "23"))
 
+#: The writer drops its connection's cached plans this long after its first flush, then
+#: after twice as long each time (see ``_refresh_plans``).
+REPLAN_FIRST = timedelta(seconds=10)
+
 
 # Locks the vehicles' cursors in id order, advances them, and keeps each vehicle's newest
-# fix on its row ({n}: this flush's fix is newer than the stored one). The lock looks the
-# cursors up by id: joined to the JSON rows, whose number the planner cannot know, it
-# scanned every vehicle's cursor in every flush. The input is one
+# fix on its row ({n}: this flush's fix is newer than the stored one). The input is one
 # JSON array of [vehicle, seq, ts, lat, lon, speed, heading, driver] rows: asyncpg checks
 # every element of an array parameter against three ABCs, which made eight arrays cost
 # more CPU than the COPY of the telemetry itself; orjson writes the rows in one C call.
+# The lock finds the cursors by id (= ANY): joined to the JSON rows, whose number the
+# planner cannot know, it scanned every vehicle's cursor in every flush.
 _NEWER = "(input.ts > coalesce(c.fix_ts, '-infinity'))"
 _ADVANCE_CURSORS = """
     WITH input AS (SELECT r->>0 AS v, (r->>1)::bigint AS seq, (r->>2)::timestamptz AS ts,
@@ -220,6 +224,8 @@ class BatchWriter:
         self._pending_marks: dict[str, datetime] = {}  # this flush's, kept once it commits
         self._notifiers: set[asyncio.Future[None]] = set()
         self._conn: asyncpg.Connection | None = None
+        self._replan_at: datetime | None = None  # set by the first flush
+        self._replan_step = REPLAN_FIRST
 
     @property
     def backlog(self) -> int:
@@ -390,6 +396,7 @@ class BatchWriter:
     async def _flush(self, plans: list[StorePlan]) -> None:
         started = time.perf_counter()
         conn = await self._connection()
+        await self._refresh_plans(conn)
         self._pending_marks = {}
         async with conn.transaction():
             fixes, marks = _scan_telemetry(plans, self._marked_hour, _late_before(time.time()))
@@ -424,6 +431,28 @@ class BatchWriter:
         self.stats.rows += items + len(rows.tires) + len(rows.rejected)
         self.stats.last_flush_s = time.perf_counter() - started
         self.stats.flush_ms.append(self.stats.last_flush_s * 1e3)
+
+    async def _refresh_plans(self, conn: asyncpg.Connection) -> None:
+        """Drop the connection's cached plans 10 s after the first flush, then 20 s after
+        that, 40 s, and so on.
+
+        PostgreSQL caches a statement's plan after its fifth run, costed against the
+        tables as they were then, and makes it again only after an ANALYZE. On a fresh
+        database the writer's plans see empty tables, where a hash join over a full scan
+        is cheapest, and went on scanning alarms and interventions whole in every flush
+        until autovacuum's first analyze a minute or more later (~570,000 rows a second
+        at 5,000 units). Tables grow with time, so with the intervals doubling no plan is
+        older than half its tables' life; the next run of each statement plans afresh
+        against their present size (the rows are counted, ANALYZE or not). Once the
+        tables are big, the new plans are the old ones.
+        """
+        now = self.clock()
+        if self._replan_at is None:
+            self._replan_at = now + self._replan_step
+        elif now >= self._replan_at:
+            await conn.execute("DISCARD PLANS")
+            self._replan_step *= 2
+            self._replan_at = now + self._replan_step
 
     async def _hour_marks(
         self, conn: asyncpg.Connection, marks: dict[tuple[str, datetime], int]

@@ -1,16 +1,18 @@
 """The batch writer finds rows by key however big its tables have grown.
 
-Regression: the cursor lock joined the flush's JSON rows, whose number the planner cannot
-know, and PostgreSQL answered with a hash join over every vehicle's cursor, in every
-flush. The test grows the tables, analyzes them as autovacuum would, flushes again and
-reads what the writer's backend scanned.
+Regressions: the cursor lock joined the flush's JSON rows, whose number the planner
+cannot know, and PostgreSQL answered with a hash join over every vehicle's cursor in
+every flush. And on a fresh database the writer's cached plans were made against empty
+tables and scanned alarms and interventions whole until the first ANALYZE. Each test
+grows the tables after the plans were cached, flushes again and reads what the writer's
+backend scanned.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -19,7 +21,7 @@ from telematics.fleet import CLASS_PROFILES, Vehicle
 from telematics.pipeline import StorePlan, VehicleProcessor
 from telematics.protocol.messages import ADAS_KINDS, DSM_KINDS, DeviceEvent, InterventionAck
 from telematics.store import registry
-from telematics.store.writer import BatchWriter
+from telematics.store.writer import REPLAN_FIRST, BatchWriter
 
 POLICY = load_policy()
 KEYED_TABLES = ("alarms", "interventions", "ingest_cursor")
@@ -73,9 +75,12 @@ async def _backends_gone(db: asyncpg.Connection, pids: list[int]) -> None:
     raise AssertionError("the writer's backend did not exit")
 
 
-async def test_flushes_look_rows_up_by_key_after_the_tables_grew(
-    db_url: str, db: asyncpg.Connection
-) -> None:
+async def _scans_after_growth(
+    db_url: str, db: asyncpg.Connection, analyze: bool, clock_jump: timedelta
+) -> dict[str, int]:
+    """Flush on empty tables until PostgreSQL caches the plans, grow the tables (then
+    ANALYZE them, or move the writer's clock on by ``clock_jump``), flush again; the rows
+    the writer's backend read by whole-table scans, per table."""
     await _register(db, list(VEHICLES))
     ids = (f"id{n}" for n in itertools.count())
     processors = {
@@ -88,12 +93,13 @@ async def test_flushes_look_rows_up_by_key_after_the_tables_grew(
     }
     issued: dict[str, list[str]] = {v: [] for v in VEHICLES}
     kinds = iter(DSM_KINDS[:6] + ADAS_KINDS[:6])  # a new behaviour, so a new alarm, each round
-    writer = BatchWriter(db_url, min_interval_s=0.0)
+    now = datetime.now(UTC)
+    writer = BatchWriter(db_url, min_interval_s=0.0, clock=lambda: now)
     task = asyncio.create_task(writer.run())
 
     async def round_of_flushes(seq: int) -> None:
         """Each vehicle raises an alarm (intervention, lifecycle rows) and its unit
-        reports the previous intervention played (a device status): one flush."""
+        reports the previous intervention played (a device status)."""
         kind = next(kinds)
         committed = asyncio.Event()
         left = len(VEHICLES)
@@ -104,7 +110,6 @@ async def test_flushes_look_rows_up_by_key_after_the_tables_grew(
             if left == 0:
                 committed.set()
 
-        now = datetime.now(UTC)
         for v, processor in processors.items():
             event = DeviceEvent(seq, now, kind, 2, 31.3, 120.6, 90.0, "D1", None, None)
             acks = [InterventionAck(i, "played") for i in issued[v][-1:]]
@@ -125,7 +130,9 @@ async def test_flushes_look_rows_up_by_key_after_the_tables_grew(
             )
         ]
         await _grow(db)
-        await db.execute(f"ANALYZE {', '.join(KEYED_TABLES)}")  # as autovacuum would soon
+        if analyze:
+            await db.execute(f"ANALYZE {', '.join(KEYED_TABLES)}")
+        now += clock_jump
         for seq in range(9, 13):
             await round_of_flushes(seq)
     finally:
@@ -138,8 +145,24 @@ async def test_flushes_look_rows_up_by_key_after_the_tables_grew(
         list(VEHICLES),
     )
     assert statuses == 11 * len(VEHICLES)  # the flushes did their work
-    # Scanning a grown table once reads GROWN rows; the statistics keep what the writer's
-    # backend read in all (this connection reads these tables only by key).
     read = await _seq_tuples_read(db)
     assert set(read) == set(KEYED_TABLES)
+    return read
+
+
+async def test_flushes_look_rows_up_by_key_once_autovacuum_analyzed(
+    db_url: str, db: asyncpg.Connection
+) -> None:
+    """The cursor lock scanned every cursor in every flush, analyzed or not."""
+    read = await _scans_after_growth(db_url, db, analyze=True, clock_jump=timedelta(0))
+    # Scanning a grown table once reads GROWN rows (this connection reads them by key).
+    assert all(n < GROWN for n in read.values()), read
+
+
+async def test_plans_cached_on_empty_tables_are_dropped_as_they_grow(
+    db_url: str, db: asyncpg.Connection
+) -> None:
+    """Before any ANALYZE, alarms and interventions were scanned whole in every flush
+    after the tables grew; the writer's next replanning ends that."""
+    read = await _scans_after_growth(db_url, db, analyze=False, clock_jump=REPLAN_FIRST)
     assert all(n < GROWN for n in read.values()), read
