@@ -443,8 +443,8 @@ class BatchWriter:
         until autovacuum's first analyze a minute or more later (~570,000 rows a second
         at 5,000 units). Tables grow with time, so with the intervals doubling no plan is
         older than half its tables' life; the next run of each statement plans afresh
-        against their present size (the rows are counted, ANALYZE or not). Once the
-        tables are big, the new plans are the old ones.
+        against their present size (PostgreSQL counts their pages, analyzed or not).
+        Once the tables are big, the new plans are the old ones.
         """
         now = self.clock()
         if self._replan_at is None:
