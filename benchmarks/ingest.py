@@ -276,8 +276,9 @@ def fleet_phase(
         recording, render_s = render(
             tokens, log_dir, "fleet", units, duration, "--event-interval", "10,30"
         )
-    since = asyncio.run(_database_now(db_url))
-    scanned_before = asyncio.run(_rows_scanned(db_url))
+    since, scanned_before = asyncio.run(
+        _values(db_url, ("SELECT clock_timestamp()",), (_ROWS_SCANNED,))
+    )
     server = Server("real", db_url, log_dir, workers, model_dir)
     try:
         out = _fleet_run(server, tokens, units, duration, generators, recording)
@@ -287,47 +288,30 @@ def fleet_phase(
         server.stop()  # SIGTERM: the writer commits what it holds before the server exits
     # An item the generator saw no ack for before it stopped may still have been stored;
     # the database says whether anything was lost.
-    stored = asyncio.run(_stored_since(db_url, since))
+    # The server's backends have exited, so their table statistics are in.
+    stored, scanned = asyncio.run(_values(db_url, (_STORED_SINCE, since), (_ROWS_SCANNED,)))
     out["items_stored"] = stored
     out["items_lost"] = out["items_sent"] - stored
-    # The server's backends have exited, so their table statistics are in.
-    scanned = asyncio.run(_rows_scanned(db_url)) - scanned_before
-    out["postgres_rows_scanned_per_s"] = round(scanned / out["wall_s"])
+    out["postgres_rows_scanned_per_s"] = round((scanned - scanned_before) / out["wall_s"])
     return out
 
 
-async def _rows_scanned(db_url: str) -> int:
-    """Rows PostgreSQL has read by scanning tables whole: the hot path looks rows up by
-    key, so a rate here that grows with the tables is a plan gone wrong, not load (the
-    writer's cursor lock scanned every cursor in every flush until 32cf1ce, and its
-    plans cached on a fresh database's empty tables scanned alarms until ac81666)."""
+# Rows PostgreSQL has read by scanning tables whole: the hot path looks rows up by key, so
+# a rate that grows with the tables is a plan gone wrong, not load (the writer's cursor
+# lock scanned every cursor in every flush until 32cf1ce, and its plans cached on a fresh
+# database's empty tables scanned alarms until ac81666).
+_ROWS_SCANNED = "SELECT sum(seq_tup_read)::bigint FROM pg_stat_user_tables"
+# Items (telemetry, events, rejected) committed since $1.
+_STORED_SINCE = """SELECT (SELECT count(*) FROM telemetry WHERE received_at >= $1)
+                        + (SELECT count(*) FROM events WHERE received_at >= $1)
+                        + (SELECT count(*) FROM rejected_items WHERE received_at >= $1)"""
+
+
+async def _values(db_url: str, *queries: tuple[Any, ...]) -> list[Any]:
+    """One value from each ``(sql, *args)`` query, on one connection."""
     conn = await asyncpg.connect(db_url)
     try:
-        await conn.execute("SELECT pg_stat_clear_snapshot()")
-        return int(await conn.fetchval("SELECT sum(seq_tup_read) FROM pg_stat_user_tables"))
-    finally:
-        await conn.close()
-
-
-async def _database_now(db_url: str) -> Any:
-    conn = await asyncpg.connect(db_url)
-    try:
-        return await conn.fetchval("SELECT clock_timestamp()")
-    finally:
-        await conn.close()
-
-
-async def _stored_since(db_url: str, since: Any) -> int:
-    """Items (telemetry, events, rejected) committed since ``since``."""
-    conn = await asyncpg.connect(db_url)
-    try:
-        count = await conn.fetchval(
-            """SELECT (SELECT count(*) FROM telemetry WHERE received_at >= $1)
-                    + (SELECT count(*) FROM events WHERE received_at >= $1)
-                    + (SELECT count(*) FROM rejected_items WHERE received_at >= $1)""",
-            since,
-        )
-        return int(count)
+        return [await conn.fetchval(sql, *args) for sql, *args in queries]
     finally:
         await conn.close()
 

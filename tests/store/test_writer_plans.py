@@ -55,7 +55,6 @@ async def _grow(db: asyncpg.Connection) -> None:
 
 
 async def _seq_tuples_read(db: asyncpg.Connection) -> dict[str, int]:
-    await db.execute("SELECT pg_stat_clear_snapshot()")
     rows = await db.fetch(
         "SELECT relname, seq_tup_read FROM pg_stat_user_tables WHERE relname = ANY($1::text[])",
         list(KEYED_TABLES),
