@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -120,31 +120,58 @@ class AlarmRepeat:
     factors: tuple[str, ...] = ()
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class StorePlan:
     """Everything one frame produced for one vehicle, committed atomically."""
 
     vehicle_id: str
-    telemetry: list[tuple[Any, ...]] = field(default_factory=list)
-    tires: list[tuple[Any, ...]] = field(default_factory=list)
-    events: list[tuple[Any, ...]] = field(default_factory=list)
-    rejected: list[tuple[Any, ...]] = field(default_factory=list)
-    alarms: list[tuple[Any, ...]] = field(default_factory=list)
-    repeats: dict[str, AlarmRepeat] = field(default_factory=dict)
-    interventions: list[Intervention] = field(default_factory=list)
-    device_statuses: list[tuple[str, str, datetime]] = field(default_factory=list)
+    telemetry: list[tuple[Any, ...]]
+    tires: list[tuple[Any, ...]]
+    events: list[tuple[Any, ...]]
+    rejected: list[tuple[Any, ...]]
+    alarms: list[tuple[Any, ...]]
+    repeats: dict[str, AlarmRepeat]
+    interventions: list[Intervention]
+    device_statuses: list[tuple[str, str, datetime]]
     # (vehicle_id, zone_id, transition, ts, seq, lat, lon): enter / exit / dwell
-    zone_transitions: list[tuple[Any, ...]] = field(default_factory=list)
+    zone_transitions: list[tuple[Any, ...]]
     # audit rows, dispatcher tasks, upgrades, clears and insurer notices of the alarms
-    lifecycle: LifecycleWrites = field(default_factory=LifecycleWrites)
-    min_seq: int = 0  # lowest and highest seq consumed (stored or rejected) by this plan
-    max_seq: int = 0
-    severities: list[str] = field(default_factory=list)  # of new alarms, for live stats
+    lifecycle: LifecycleWrites
+    min_seq: int  # lowest and highest seq consumed (stored or rejected) by this plan
+    max_seq: int
+    severities: list[str]  # of new alarms, for live stats
     # Set by the writer when another connection had stored this plan's items first: the
     # alarms it opened that were dropped (id → key), and the vehicle's active alarms as
     # that commit left them (see VehicleProcessor.adopt).
-    dropped_alarms: dict[str, str] | None = None
-    stored_alarms: list[AlarmState] | None = None
+    dropped_alarms: dict[str, str] | None
+    stored_alarms: list[AlarmState] | None
+
+    def __init__(
+        self,
+        vehicle_id: str,
+        *,
+        telemetry: list[tuple[Any, ...]] | None = None,
+        min_seq: int = 0,
+        max_seq: int = 0,
+    ) -> None:
+        # Written out, not generated: one plan is built per frame, and the generated
+        # __init__'s default_factory call per list made it 3x as dear.
+        self.vehicle_id = vehicle_id
+        self.telemetry = [] if telemetry is None else telemetry
+        self.tires = []
+        self.events = []
+        self.rejected = []
+        self.alarms = []
+        self.repeats = {}
+        self.interventions = []
+        self.device_statuses = []
+        self.zone_transitions = []
+        self.lifecycle = LifecycleWrites()
+        self.min_seq = min_seq
+        self.max_seq = max_seq
+        self.severities = []
+        self.dropped_alarms = None
+        self.stored_alarms = None
 
     @property
     def size(self) -> int:
@@ -340,9 +367,12 @@ class VehicleProcessor:
             plan.rejected.append((vid, r.seq, now, r.code, r.message, r.raw))
         for ack in acks:
             plan.device_statuses.append((ack.id, ack.status, now))
-        seqs = [i.seq for i in items] + [r.seq for r in rejected if r.seq is not None]
-        plan.min_seq = min(seqs, default=0)
-        plan.max_seq = max(seqs, default=0)
+        if len(items) == 1 and not rejected:  # nearly every frame of a live unit
+            plan.min_seq = plan.max_seq = items[0].seq
+        else:
+            seqs = [i.seq for i in items] + [r.seq for r in rejected if r.seq is not None]
+            plan.min_seq = min(seqs, default=0)
+            plan.max_seq = max(seqs, default=0)
         if plan.max_seq > self.seen_seq:
             self.seen_seq = plan.max_seq
         return Observed(plan, steps)

@@ -28,7 +28,7 @@ Rules, for each new fix (``update``):
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from telematics.geo.context import NO_ZONES, ZoneContext, ZoneRef
 from telematics.geo.index import ZoneIndex
@@ -51,9 +51,9 @@ class GeofenceTracker:
         "_index",
         "_inside",
         "_last",
+        "_max_gap",
         "_steady",
         "default_dwell_s",
-        "max_gap_s",
     )
 
     def __init__(
@@ -64,11 +64,16 @@ class GeofenceTracker:
     ) -> None:
         self._index = index
         self.default_dwell_s = default_dwell_s
-        self.max_gap_s = max_gap_s
+        # kept as a timedelta: compared with each fix's, no float conversion per fix
+        self._max_gap = None if max_gap_s is None else timedelta(seconds=max_gap_s)
         self._inside: dict[str, _Visit] = {}
         self._last: tuple[datetime, float, float] | None = None
         # The context to return while nothing changes (no transition, no pending dwell).
         self._steady: ZoneContext | None = NO_ZONES
+
+    @property
+    def max_gap_s(self) -> float | None:
+        return None if self._max_gap is None else self._max_gap.total_seconds()
 
     @property
     def index(self) -> ZoneIndex:
@@ -111,8 +116,8 @@ class GeofenceTracker:
             return self._finish(ts, (), ())
 
         t0, lon0, lat0 = last
-        gap = self.max_gap_s
-        if gap is not None and (ts - t0).total_seconds() > gap:
+        gap = self._max_gap
+        if gap is not None and ts - t0 > gap:
             crossed: list[Zone] = []
             now_in = index.containing(lon, lat)
         else:

@@ -637,7 +637,7 @@ class ClearRequest:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class LifecycleWrites:
     """The lifecycle rows one store plan adds, committed in the alarms' transaction.
 
@@ -647,11 +647,26 @@ class LifecycleWrites:
     dispatcher may have changed the alarm meanwhile.
     """
 
-    audit: list[AuditEntry] = field(default_factory=list)
-    tasks: list[DispatchTask] = field(default_factory=list)
-    upgrades: list[UpgradeTask] = field(default_factory=list)
-    insurer: list[InsurerNotice] = field(default_factory=list)
-    clears: list[ClearRequest] = field(default_factory=list)
+    audit: list[AuditEntry]
+    tasks: list[DispatchTask]
+    upgrades: list[UpgradeTask]
+    insurer: list[InsurerNotice]
+    clears: list[ClearRequest]
+
+    def __init__(
+        self,
+        audit: list[AuditEntry] | None = None,
+        tasks: list[DispatchTask] | None = None,
+        upgrades: list[UpgradeTask] | None = None,
+        insurer: list[InsurerNotice] | None = None,
+        clears: list[ClearRequest] | None = None,
+    ) -> None:
+        # Written out: every store plan (one per frame) builds one, nearly always empty.
+        self.audit = [] if audit is None else audit
+        self.tasks = [] if tasks is None else tasks
+        self.upgrades = [] if upgrades is None else upgrades
+        self.insurer = [] if insurer is None else insurer
+        self.clears = [] if clears is None else clears
 
     def __bool__(self) -> bool:
         return bool(self.audit or self.tasks or self.upgrades or self.insurer or self.clears)

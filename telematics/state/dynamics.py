@@ -14,7 +14,7 @@ _M_PER_DEG_LAT = 110_574.0
 _M_PER_DEG_LON_EQ = 111_320.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: frozen __init__ costs a setattr call per field
 class Fix:
     t: float  # epoch seconds
     lat: float
@@ -85,6 +85,10 @@ class HarshDetector:
         if abs(a) > p.max_plausible_mps2 or self._jumped(ref, fix, dt):
             return []
         self._ref = fix
+        if -a < self.brake_mps2 and a < self.accel_mps2:  # nearly every pair: no episode
+            if self._episode:
+                self._episode.clear()
+            return []
         out: list[Harsh] = []
         for kind, value, threshold in (
             (HARSH_BRAKE, -a, self.brake_mps2),

@@ -49,10 +49,21 @@ class FloatRows:
 
     def append(self, *row: float) -> tuple[float, ...] | None:
         """Add a row; returns the row dropped to stay within ``max_rows``, if any."""
-        dropped = self.pop_first() if len(self) >= self.max_rows else None
-        for column, value in zip(self._columns, row, strict=True):
+        columns = self._columns  # (on the hot path: one call per fix, so no len(self))
+        if len(row) != len(columns):
+            raise ValueError(f"a row of {len(row)} values for {len(columns)} columns")
+        dropped = None
+        if len(columns[0]) - self._start >= self.max_rows:
+            dropped = self.pop_first()
+        for column, value in zip(columns, row, strict=False):  # widths checked above
             column.append(value)
         return dropped
+
+    def drop_before(self, horizon: float, column: int = 0) -> None:
+        """Drop the oldest rows while their value in ``column`` is below ``horizon``."""
+        values = self._columns[column]
+        while len(values) > self._start and values[self._start] < horizon:
+            self.pop_first()  # (compacting shifts the arrays in place)
 
     def pop_first(self) -> tuple[float, ...]:
         if not self:

@@ -313,9 +313,7 @@ class VehicleState:
     def _remember(self, t: float, lat: float, lon: float, speed_kmh: float) -> None:
         h = self._history
         h.append(t, lat, lon, speed_kmh)
-        horizon = t - self.policy.driving.history_s
-        while h.first() < horizon:
-            h.pop_first()
+        h.drop_before(t - self.policy.driving.history_s)
 
     def _tire_detections(self, t: Telemetry) -> list[_Detection]:
         before = self.tires.active()  # imbalance has one severity: it never rises
