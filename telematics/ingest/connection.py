@@ -15,7 +15,7 @@ from aiohttp import WSMsgType, web
 from telematics.ingest.ratelimit import TokenBucket
 from telematics.pipeline import StorePlan, VehicleProcessor, iso_ms
 from telematics.protocol.messages import Rejection
-from telematics.protocol.session import DeviceSession, error_frame
+from telematics.protocol.session import DeviceSession, ack_payload, error_frame
 
 if TYPE_CHECKING:
     from telematics.ingest.hub import Hub
@@ -50,6 +50,9 @@ class DeviceConnection:
         self.arrival = arrival  # when its upgrade request came in, among all (Hub.arrivals)
         self.ws = ws
         self.request = request
+        # aiohttp's request.transport is a property chain, read twice per ack: kept here.
+        # A lost connection's transport says so (is_closing), so holding it is safe.
+        self.transport = request.transport
         self.session = session
         self.processor = processor
         self.vehicle_id = session.vehicle_id
@@ -121,7 +124,9 @@ class DeviceConnection:
             plan = processor.finish(observed, graded, now)
             if plan.interventions:
                 self.intervene(plan)
-            await self.hub.writer.submit(plan, self.committed)
+            writer = self.hub.writer
+            if not writer.offer(plan, self.committed):
+                await writer.submit(plan, self.committed)  # backlog full: wait for room
         if inbound.close_code is not None:
             await self.close(inbound.close_code, "too many bad frames")
 
@@ -167,7 +172,7 @@ class DeviceConnection:
         self.hub.mark_dirty(self)
 
     def write_buffer_size(self) -> int:
-        transport = self.request.transport
+        transport = self.transport
         return 0 if transport is None else transport.get_write_buffer_size()
 
     def write_pending(self) -> None:
@@ -178,16 +183,20 @@ class DeviceConnection:
         ``send_frame`` per frame saves two coroutine hops per ack. Used only while the
         peer keeps up (see ``Hub.run_sender``); whole frames, so nothing interleaves.
         """
-        transport = self.request.transport
+        transport = self.transport
         if transport is None or transport.is_closing() or self.ws.closed:
             self.closed = True
             return
+        if not self._out:  # the common case: one ack after a commit
+            if self._ack_due:
+                transport.write(_text_frame(ack_payload(self._ack_due)))
+                self._ack_due = 0
+            return
         out, self._out = self._out, []
         if self._ack_due:
-            out.insert(0, orjson.dumps(DeviceSession.ack_frame(self._ack_due)))
+            out.insert(0, ack_payload(self._ack_due))
             self._ack_due = 0
-        if out:
-            transport.write(b"".join(map(_text_frame, out)))
+        transport.write(b"".join(map(_text_frame, out)))
 
     async def flush_out(self) -> None:
         """Send queued frames through aiohttp, waiting for the peer to drain (slow peers).
@@ -200,7 +209,7 @@ class DeviceConnection:
             while self._out or self._ack_due:
                 out, self._out = self._out, []
                 if self._ack_due:
-                    out.insert(0, orjson.dumps(DeviceSession.ack_frame(self._ack_due)))
+                    out.insert(0, ack_payload(self._ack_due))
                     self._ack_due = 0
                 for payload in out:
                     await self.ws.send_frame(payload, WSMsgType.TEXT)

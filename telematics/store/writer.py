@@ -237,6 +237,17 @@ class BatchWriter:
             space = self._space_condition()
             async with space:
                 await space.wait_for(lambda: self._pending_size < self.max_pending)
+        self._enqueue(plan, done)
+
+    def offer(self, plan: StorePlan, done: Done) -> bool:
+        """Queue a plan if the backlog has room; False (nothing queued) if not, and the
+        caller awaits :meth:`submit`. The common case without a coroutine per frame."""
+        if self._pending_size >= self.max_pending:
+            return False
+        self._enqueue(plan, done)
+        return True
+
+    def _enqueue(self, plan: StorePlan, done: Done) -> None:
         size = plan.size
         self._pending_size += size
         # Plans reach the writer thread once per turn of the loop, not one by one: taking

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from telematics.protocol.session import CLOSE_POLICY_VIOLATION, DeviceSession
+from telematics.protocol.session import CLOSE_POLICY_VIOLATION, DeviceSession, ack_payload
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
@@ -79,3 +79,9 @@ def test_intervention_acks_pass_through() -> None:
     s = DeviceSession("V", 0)
     out = s.receive(b'{"type":"intervention_ack","id":"a1","status":"delivered"}', NOW)
     assert [(a.id, a.status) for a in out.intervention_acks] == [("a1", "delivered")]
+
+
+def test_the_written_out_ack_is_the_ack_frame_as_json() -> None:
+    for seq in (0, 1, 42, 2**53, 2**63 - 1):
+        assert ack_payload(seq) == orjson.dumps(DeviceSession.ack_frame(seq))
+        assert orjson.loads(ack_payload(seq)) == {"type": "ack", "seq": seq}

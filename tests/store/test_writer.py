@@ -123,3 +123,24 @@ async def test_partitions_only_for_the_months_that_occur(
     assert await db.fetchval("SELECT to_regclass('telemetry_2007_03') IS NOT NULL")
     assert await db.fetchval("SELECT to_regclass('telemetry_2007_04') IS NULL")
     assert months <= 4  # 2007-03 and this month (and any the migrations made)
+
+
+async def test_offer_queues_while_there_is_room_and_refuses_a_full_backlog(db_url: str) -> None:
+    """``offer`` is ``submit`` without waiting: a full backlog refuses the plan and queues
+    nothing; once a flush commits, there is room again."""
+    await add_vehicle(db_url, "A")
+    writer = BatchWriter(db_url, max_pending=2, min_interval_s=0.0)
+    acked: list[int] = []
+    assert writer.offer(_plan("A", 1), lambda p: acked.append(p.max_seq))  # size 2: now full
+    assert not writer.offer(_plan("A", 2), lambda p: acked.append(p.max_seq))
+    assert writer.backlog == 2
+    task = asyncio.create_task(writer.run())
+    for _ in range(200):
+        if acked:
+            break
+        await asyncio.sleep(0.05)
+    assert acked == [1] and writer.backlog == 0
+    assert writer.offer(_plan("A", 3), lambda p: acked.append(p.max_seq))
+    await writer.close()
+    await asyncio.wait_for(task, 10)
+    assert acked == [1, 3]
