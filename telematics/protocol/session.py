@@ -7,7 +7,7 @@ what to send back. It never touches a socket or the database; the connection han
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,16 +26,26 @@ CLOSE_POLICY_VIOLATION = 1008
 _GARBAGE_CODES = frozenset(("bad_json", "unknown_type"))
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Inbound:
     """The outcome of one frame."""
 
-    items: list[DataItem] = field(default_factory=list)  # new, in seq order
-    rejected: list[Rejection] = field(default_factory=list)  # to keep for inspection
-    intervention_acks: list[InterventionAck] = field(default_factory=list)
-    replies: list[dict[str, Any]] = field(default_factory=list)  # frames to send now
-    duplicates: int = 0
-    close_code: int | None = None
+    items: list[DataItem]  # new, in seq order
+    rejected: list[Rejection]  # to keep for inspection
+    intervention_acks: list[InterventionAck]
+    replies: list[dict[str, Any]]  # frames to send now
+    duplicates: int
+    close_code: int | None
+
+    def __init__(self) -> None:
+        # Written out: one per frame, and the generated __init__ calls a default_factory
+        # per list (three times the cost).
+        self.items = []
+        self.rejected = []
+        self.intervention_acks = []
+        self.replies = []
+        self.duplicates = 0
+        self.close_code = None
 
 
 def error_frame(rejection: Rejection) -> dict[str, Any]:
