@@ -81,7 +81,7 @@ class Settings:
     stale_after_s: float = 120.0  # an alarm from an older item is late: no in-cab alert
     max_pending_items: int = 20_000  # writer backlog before ingest stops reading sockets
     max_flush_items: int = 10_000
-    flush_interval_ms: float = 50.0  # floor between commits: bigger batches, fewer round trips
+    flush_interval_ms: float = 75.0  # floor between commits: bigger batches, fewer round trips
     db_pool_size: int = 4
     idle_timeout_s: float = 60.0
     ping_interval_s: float = 20.0
@@ -115,7 +115,7 @@ def load_settings() -> Settings:
         stale_after_s=env_float("TELEMATICS_STALE_AFTER_S", 120.0),
         max_pending_items=_env_int("TELEMATICS_MAX_PENDING_ITEMS", 20_000),
         max_flush_items=_env_int("TELEMATICS_MAX_FLUSH_ITEMS", 10_000),
-        flush_interval_ms=env_float("TELEMATICS_FLUSH_INTERVAL_MS", 50.0, zero_ok=True),
+        flush_interval_ms=env_float("TELEMATICS_FLUSH_INTERVAL_MS", 75.0, zero_ok=True),
         db_pool_size=_env_int("TELEMATICS_DB_POOL_SIZE", 4),
         idle_timeout_s=env_float("TELEMATICS_IDLE_TIMEOUT_S", 60.0),
         ping_interval_s=env_float("TELEMATICS_PING_INTERVAL_S", 20.0),

@@ -192,7 +192,7 @@ class BatchWriter:
         database_url: str,
         max_pending: int = 20_000,
         max_flush: int = 10_000,
-        min_interval_s: float = 0.050,
+        min_interval_s: float = 0.075,
         linger_below: int = 512,
         escalation: InterventionPolicy | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
