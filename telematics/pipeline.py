@@ -155,7 +155,7 @@ class StorePlan:
         max_seq: int = 0,
     ) -> None:
         # Written out, not generated: one plan is built per frame, and the generated
-        # __init__'s default_factory call per list made it 3x as dear.
+        # __init__'s default_factory call per list made it twice as dear.
         self.vehicle_id = vehicle_id
         self.telemetry = [] if telemetry is None else telemetry
         self.tires = []

@@ -39,7 +39,7 @@ class Inbound:
 
     def __init__(self) -> None:
         # Written out: one per frame, and the generated __init__ calls a default_factory
-        # per list (three times the cost).
+        # per list (twice the cost).
         self.items = []
         self.rejected = []
         self.intervention_acks = []
