@@ -192,11 +192,7 @@ class DeviceConnection:
                 transport.write(_text_frame(ack_payload(self._ack_due)))
                 self._ack_due = 0
             return
-        out, self._out = self._out, []
-        if self._ack_due:
-            out.insert(0, ack_payload(self._ack_due))
-            self._ack_due = 0
-        transport.write(b"".join(map(_text_frame, out)))
+        transport.write(b"".join(map(_text_frame, self._take_out())))
 
     async def flush_out(self) -> None:
         """Send queued frames through aiohttp, waiting for the peer to drain (slow peers).
@@ -207,16 +203,20 @@ class DeviceConnection:
         self.draining = True
         try:
             while self._out or self._ack_due:
-                out, self._out = self._out, []
-                if self._ack_due:
-                    out.insert(0, ack_payload(self._ack_due))
-                    self._ack_due = 0
-                for payload in out:
+                for payload in self._take_out():
                     await self.ws.send_frame(payload, WSMsgType.TEXT)
         except (ConnectionError, RuntimeError):
             self.closed = True  # the reader side notices and cleans up
         finally:
             self.draining = False
+
+    def _take_out(self) -> list[bytes]:
+        """The queued frames, the due ack first; the queue is left empty."""
+        out, self._out = self._out, []
+        if self._ack_due:
+            out.insert(0, ack_payload(self._ack_due))
+            self._ack_due = 0
+        return out
 
     def intervene(self, plan: StorePlan) -> None:
         """Act in the cab now, before the commit: a voice alert must not wait for the
