@@ -441,6 +441,7 @@ def _fleet_run(
         # the load generator's own loop: its lateness is in every latency above
         "generator_loop_lag_ms": sim.get("loop_lag_ms"),
         "generator_cpu_s_while_playing": summaries[0].get("cpu_s_while_playing"),
+        "generator_gc_pause_total_ms": summaries[0].get("gc_pause_total_ms"),
         # Who had the cores, on average over the phase (connect ramp and drain included):
         # a generator short of what it needs shows as its loop lag above
         "cores": {
