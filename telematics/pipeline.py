@@ -90,20 +90,19 @@ class Intervention:
             "issued_at": iso_ms(self.issued_at),
         }
 
-    def row(self) -> tuple[Any, ...]:
-        return (
-            self.id,
-            self.alarm_id,
-            self.vehicle_id,
-            self.severity,
-            self.action,
-            self.message,
-            self.cause_seq,
-            self.cause_kind,
-            self.issued_at,
-            "issued",
-            self.issued_at,
-        )
+    def row(self) -> dict[str, Any]:
+        """Its ``interventions`` row (the store adds the status, 'issued')."""
+        return {
+            "id": self.id,
+            "alarm_id": self.alarm_id,
+            "vehicle_id": self.vehicle_id,
+            "severity": self.severity,
+            "action": self.action,
+            "message": self.message,
+            "cause_seq": self.cause_seq,
+            "cause_kind": self.cause_kind,
+            "issued_at": self.issued_at,
+        }
 
 
 @dataclass(slots=True)

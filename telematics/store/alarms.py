@@ -175,59 +175,70 @@ async def _save_alarms(conn: asyncpg.Connection, states: Sequence[AlarmState]) -
     )
 
 
-async def _insert_audit(conn: asyncpg.Connection, entries: Sequence[AuditEntry]) -> None:
+async def apply_alarm_rows(conn: asyncpg.Connection, doc: dict[str, list[Any]]) -> None:
+    """Write alarm rows of several kinds in one round trip (``apply_alarm_rows`` in
+    sql/018: its comment lists the keys and what each statement skips); empty keys are
+    left out, and nothing at all is sent for none."""
+    present = {key: rows for key, rows in doc.items() if rows}
+    if present:
+        await conn.execute(
+            "SELECT apply_alarm_rows($1::jsonb)",
+            orjson.dumps(present, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
+        )
+
+
+def audit_rows(entries: Iterable[AuditEntry]) -> list[dict[str, Any]]:
     """Audit rows of existing alarms; an alarm's 'opened' row is written once."""
-    if not entries:
-        return
-    await conn.execute(
-        """INSERT INTO alarm_audit (alarm_id, at, actor, action, detail)
-           SELECT u.alarm_id, u.at, u.actor, u.action, u.detail::jsonb
-           FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[])
-                WITH ORDINALITY AS u(alarm_id, at, actor, action, detail, n)
-           WHERE EXISTS (SELECT 1 FROM alarms a WHERE a.id = u.alarm_id)
-           ORDER BY u.n
-           ON CONFLICT DO NOTHING""",
-        [e.alarm_id for e in entries],
-        [e.at for e in entries],
-        [e.actor for e in entries],
-        [e.action for e in entries],
-        [_json(dict(e.detail)) for e in entries],
-    )
+    return [
+        {"alarm_id": e.alarm_id, "at": e.at, "actor": e.actor, "action": e.action,
+         "detail": dict(e.detail)}
+        for e in entries
+    ]  # fmt: skip
+
+
+_TASK_FIELDS = (
+    "id",
+    "alarm_id",
+    "vehicle_id",
+    "severity",
+    "created_at",
+    "due_at",
+    "chain_started_at",
+    "escalation_level",
+    "next_escalation_at",
+    "status",
+    "acknowledged_at",
+    "acknowledged_by",
+    "closed_at",
+    "policy_version",
+)
+
+
+def task_rows(tasks: Iterable[DispatchTask]) -> list[dict[str, Any]]:
+    """New tasks of existing alarms; an alarm that already has one keeps it."""
+    return [{f: getattr(t, f) for f in _TASK_FIELDS} for t in tasks]
+
+
+def lifecycle_rows(writes: LifecycleWrites) -> dict[str, list[Any]]:
+    """The rows of ``writes`` that need no lock (audit, new tasks, insurer notices), for
+    :func:`apply_alarm_rows`; its upgrades and clears go through :func:`write_locked`."""
+    return {
+        "audit": audit_rows(writes.audit),
+        "tasks": task_rows(writes.tasks),
+        "insurer": [
+            {"alarm_id": n.alarm_id, "kind": n.kind, "created_at": n.created_at,
+             "payload": dict(n.payload)}
+            for n in writes.insurer
+        ],
+    }  # fmt: skip
+
+
+async def _insert_audit(conn: asyncpg.Connection, entries: Sequence[AuditEntry]) -> None:
+    await apply_alarm_rows(conn, {"audit": audit_rows(entries)})
 
 
 async def _insert_tasks(conn: asyncpg.Connection, tasks: Sequence[DispatchTask]) -> None:
-    """New tasks of existing alarms; an alarm that already has one keeps it."""
-    if not tasks:
-        return
-    await conn.execute(
-        """INSERT INTO dispatch_tasks (id, alarm_id, vehicle_id, severity, created_at, due_at,
-                                      chain_started_at, escalation_level, next_escalation_at,
-                                      status, acknowledged_at, acknowledged_by, closed_at,
-                                      policy_version)
-           SELECT u.* FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                                  $5::timestamptz[], $6::timestamptz[], $7::timestamptz[],
-                                  $8::int[], $9::timestamptz[], $10::text[], $11::timestamptz[],
-                                  $12::text[], $13::timestamptz[], $14::text[])
-                AS u(id, alarm_id, vehicle_id, severity, created_at, due_at, chain_started_at,
-                     escalation_level, next_escalation_at, status, acknowledged_at,
-                     acknowledged_by, closed_at, policy_version)
-           WHERE EXISTS (SELECT 1 FROM alarms a WHERE a.id = u.alarm_id)
-           ON CONFLICT DO NOTHING""",
-        [t.id for t in tasks],
-        [t.alarm_id for t in tasks],
-        [t.vehicle_id for t in tasks],
-        [t.severity for t in tasks],
-        [t.created_at for t in tasks],
-        [t.due_at for t in tasks],
-        [t.chain_started_at for t in tasks],
-        [t.escalation_level for t in tasks],
-        [t.next_escalation_at for t in tasks],
-        [t.status for t in tasks],
-        [t.acknowledged_at for t in tasks],
-        [t.acknowledged_by for t in tasks],
-        [t.closed_at for t in tasks],
-        [t.policy_version for t in tasks],
-    )
+    await apply_alarm_rows(conn, {"tasks": task_rows(tasks)})
 
 
 async def _save_tasks(conn: asyncpg.Connection, tasks: Sequence[DispatchTask]) -> None:
@@ -665,19 +676,29 @@ async def write_lifecycle(
     policy: InterventionPolicy | None = None,
 ) -> None:
     """Commit one flush's lifecycle rows; call inside the writer's transaction, after the
-    alarms were inserted (COPY) and the repeats updated.
+    alarms were inserted and the repeats updated.
 
     Idempotent (a retried or replayed plan writes nothing twice) and never a data error:
     rows of alarms that are not in the table are skipped rather than refused.
     """
-    if not writes:
-        return
-    at, policy = _now(now), policy or load_policy()
-    await _insert_audit(conn, writes.audit)
-    await _insert_tasks(conn, writes.tasks)
-    await _upgrade(conn, writes, at, policy)
-    await _clear_requested(conn, writes.clears, at, policy)
-    await _insert_insurer(conn, writes)
+    if writes:
+        await apply_alarm_rows(conn, lifecycle_rows(writes))
+        await write_locked(conn, writes, now=now, policy=policy)
+
+
+async def write_locked(
+    conn: asyncpg.Connection,
+    writes: LifecycleWrites,
+    *,
+    now: datetime | None = None,
+    policy: InterventionPolicy | None = None,
+) -> None:
+    """The upgrades and clears of ``writes``: re-derived under the alarms' row locks,
+    because a dispatcher may have changed an alarm meanwhile (after ``lifecycle_rows``)."""
+    if writes.upgrades or writes.clears:
+        at, policy = _now(now), policy or load_policy()
+        await _upgrade(conn, writes, at, policy)
+        await _clear_requested(conn, writes.clears, at, policy)
 
 
 async def _upgrade(
@@ -755,21 +776,3 @@ async def _clear_requested(
     await _save_alarms(conn, cleared)
     await _insert_audit(conn, audit)
     await _close_tasks(conn, [s.id for s in cleared], at, policy)
-
-
-async def _insert_insurer(conn: asyncpg.Connection, writes: LifecycleWrites) -> None:
-    if not writes.insurer:
-        return
-    notices = writes.insurer
-    await conn.execute(
-        """INSERT INTO insurer_outbox (alarm_id, kind, created_at, payload)
-           SELECT u.alarm_id, u.kind, u.created_at, u.payload::jsonb
-           FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[])
-                AS u(alarm_id, kind, created_at, payload)
-           WHERE EXISTS (SELECT 1 FROM alarms a WHERE a.id = u.alarm_id)
-           ON CONFLICT (alarm_id, kind) DO NOTHING""",
-        [n.alarm_id for n in notices],
-        [n.kind for n in notices],
-        [n.created_at for n in notices],
-        [_json(dict(n.payload)) for n in notices],
-    )

@@ -3,9 +3,10 @@
 Connections ``submit`` a :class:`StorePlan` and go on reading; the writer drains all
 pending plans, commits them together (group commit: the busier the server, the bigger
 the batch) and only then calls each plan's ``done`` callback, which sends the ack and
-the interventions. The alarms' lifecycle rows (audit, dispatcher tasks, clears, insurer
-outbox: ``store.alarms.write_lifecycle``) and the zone transitions go in the same
-transaction. ``submit`` waits while the backlog is full, so a slow database makes
+the interventions. The alarms, their lifecycle rows (audit, dispatcher tasks, clears,
+insurer outbox), the interventions and the units' reports on them go in the same
+transaction, in one call (``store.alarms.apply_alarm_rows``); so do the zone
+transitions. ``submit`` waits while the backlog is full, so a slow database makes
 ingest stop reading sockets instead of growing memory.
 """
 
@@ -27,7 +28,7 @@ import orjson
 
 from telematics.classify.alarms import SEVERITY_RANK
 from telematics.intervene.escalation import InterventionPolicy, LifecycleWrites, load_policy
-from telematics.pipeline import AlarmRepeat, Intervention, StorePlan
+from telematics.pipeline import AlarmRepeat, StorePlan
 from telematics.store import alarms as alarm_store
 from telematics.store import timestamps
 
@@ -424,14 +425,7 @@ class BatchWriter:
             await _copy(conn, "events", _EVENT_COLS, rows.events)
             await _copy(conn, "rejected_items", _REJECTED_COLS, rows.rejected)
             if rows.rare:  # the plans with alarms, interventions, lifecycle, device reports
-                rare = rows.rare
-                await _copy(conn, "alarms", ALARM_COLUMNS, (r for p in rare for r in p.alarms))
-                await self._repeat_alarms(conn, rare)
-                await _announce_alarms(conn, rare)
-                await self._lifecycle(conn, rare)
-                await self._interventions(conn, [i for p in rare for i in p.interventions])
-                await self._device_statuses(conn, rare)
-                await self._stored_alarms(conn, rare)
+                await self._alarm_rows(conn, rows.rare)
             await _copy(conn, "zone_transitions", _ZONE_TRANSITION_COLS, rows.zone_transitions)
         self._months |= new_months  # only once committed: a rolled-back DDL is gone again
         self._marked_hour.update(self._pending_marks)
@@ -520,41 +514,43 @@ class BatchWriter:
         rows = await conn.fetch(_ADVANCE_CURSORS, orjson.dumps(inputs).decode(), self.clock())
         return {r["vehicle_id"]: r["last_seq"] for r in rows}
 
-    async def _lifecycle(self, conn: asyncpg.Connection, plans: list[StorePlan]) -> None:
-        """Audit rows, dispatcher tasks, upgrades, clears and insurer notices of the alarms
-        (after they were inserted and updated: the rows reference them)."""
-        merged = LifecycleWrites()
-        for p in plans:
-            if p.lifecycle:
-                merged.extend(p.lifecycle)
-        if merged:
-            now = self.clock()
-            await alarm_store.write_lifecycle(conn, merged, now=now, policy=self.escalation)
+    async def _alarm_rows(self, conn: asyncpg.Connection, rare: list[StorePlan]) -> None:
+        """The alarms, their repeats and lifecycle rows, the interventions and the units'
+        reports on them, in one call (sql/018: each statement was a round trip, a quarter
+        of a flush's time at 5,000 units); then what must be decided under row locks.
 
-    async def _interventions(self, conn: asyncpg.Connection, items: list[Intervention]) -> None:
-        """The interventions and their first history row ('issued'), in one statement.
-
-        One whose alarm is not stored is skipped, as lifecycle rows are: its alarm was
-        dropped as a duplicate (another worker stored the same items first), and refusing
-        the plan for it would turn the readings that came with it into rejected items.
+        The lifecycle rows come after the alarms were inserted and updated (they reference
+        them). An intervention whose alarm is not stored is skipped, as lifecycle rows
+        are: its alarm was dropped as a duplicate (another worker stored the same items
+        first), and refusing the plan for it would turn the readings that came with it
+        into rejected items.
         """
-        if not items:
-            return
-        columns = list(zip(*(i.row() for i in items), strict=True))
-        await conn.execute(
-            """WITH ins AS (
-                   INSERT INTO interventions (id, alarm_id, vehicle_id, severity, action, message,
-                                              cause_seq, cause_kind, issued_at, status, status_at)
-                   SELECT u.* FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                                          $5::text[], $6::text[], $7::bigint[], $8::text[],
-                                          $9::timestamptz[], $10::text[], $11::timestamptz[])
-                        AS u(id, alarm_id)
-                   WHERE EXISTS (SELECT 1 FROM alarms a WHERE a.id = u.alarm_id)
-                   RETURNING id, issued_at)
-               INSERT INTO intervention_status (intervention_id, status, at, source)
-               SELECT id, 'issued', issued_at, 'server' FROM ins""",
-            *[list(c) for c in columns],
+        lifecycle = LifecycleWrites()
+        for p in rare:
+            if p.lifecycle:
+                lifecycle.extend(p.lifecycle)
+        await alarm_store.apply_alarm_rows(
+            conn,
+            {
+                "alarms": [
+                    dict(zip(ALARM_COLUMNS, r, strict=True)) for p in rare for r in p.alarms
+                ],
+                "repeats": _repeat_rows(rare),
+                "news": _alarm_news(rare),
+                **alarm_store.lifecycle_rows(lifecycle),
+                "interventions": [i.row() for p in rare for i in p.interventions],
+                "statuses": [
+                    {"vehicle_id": p.vehicle_id, "id": s[0], "status": s[1], "at": s[2]}
+                    for p in rare
+                    for s in p.device_statuses
+                ],
+            },
         )
+        if lifecycle.upgrades or lifecycle.clears:
+            await alarm_store.write_locked(
+                conn, lifecycle, now=self.clock(), policy=self.escalation
+            )
+        await self._stored_alarms(conn, rare)
 
     def _drop_stored(self, plan: StorePlan, cursor: int) -> StorePlan:
         """Drop what another connection of the same vehicle already committed."""
@@ -607,86 +603,6 @@ class BatchWriter:
             await conn.execute("SELECT ensure_month_partitions($1)", month)
         return needed
 
-    async def _repeat_alarms(self, conn: asyncpg.Connection, plans: list[StorePlan]) -> None:
-        # One row per alarm: an UPDATE applies only one source row per target row.
-        merged: dict[str, AlarmRepeat] = {}
-        for r in (r for p in plans for r in p.repeats.values()):
-            prior = merged.get(r.alarm_id)
-            if prior is None:
-                merged[r.alarm_id] = AlarmRepeat(**{f: getattr(r, f) for f in r.__slots__})
-                continue
-            prior.occurrences += r.occurrences
-            prior.last_seq = max(prior.last_seq, r.last_seq)
-            prior.last_ts = max(prior.last_ts, r.last_ts)
-            if SEVERITY_RANK[r.severity] > SEVERITY_RANK[prior.severity]:
-                prior.severity, prior.reason = r.severity, r.reason
-                prior.probability, prior.model_version = r.probability, r.model_version
-                prior.factors = r.factors
-        repeats = list(merged.values())
-        if not repeats:
-            return
-        await conn.execute(
-            """UPDATE alarms a SET last_seq = greatest(a.last_seq, u.last_seq),
-                      last_ts = greatest(a.last_ts, u.last_ts),
-                      occurrences = a.occurrences + u.n,
-                      severity = CASE WHEN u.sev_rank > a.severity_rank
-                                      THEN u.severity ELSE a.severity END,
-                      reason = CASE WHEN u.sev_rank > a.severity_rank
-                                    THEN u.reason ELSE a.reason END,
-                      probability = CASE WHEN u.sev_rank > a.severity_rank
-                                         THEN u.probability ELSE a.probability END,
-                      model_version = CASE WHEN u.sev_rank > a.severity_rank
-                                           THEN u.model_version ELSE a.model_version END,
-                      factors = CASE WHEN u.sev_rank > a.severity_rank
-                                     THEN string_to_array(nullif(u.factors, ''), E'\\x1f')
-                                     ELSE a.factors END
-               FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::int[], $5::text[],
-                           $6::text[], $7::int[], $8::real[], $9::text[], $10::text[])
-                    AS u(id, last_seq, last_ts, n, severity, reason, sev_rank, probability,
-                         model_version, factors)
-               WHERE a.id = u.id""",
-            [r.alarm_id for r in repeats],
-            [r.last_seq for r in repeats],
-            [r.last_ts for r in repeats],
-            [r.occurrences for r in repeats],
-            [r.severity for r in repeats],
-            [r.reason for r in repeats],
-            [SEVERITY_RANK[r.severity] for r in repeats],
-            [r.probability for r in repeats],
-            [r.model_version for r in repeats],
-            # unnest cannot take a ragged text[][]: one string per alarm, split in SQL
-            ["\x1f".join(r.factors) for r in repeats],
-        )
-
-    async def _device_statuses(self, conn: asyncpg.Connection, plans: list[StorePlan]) -> None:
-        rows = [(p.vehicle_id, *s) for p in plans for s in p.device_statuses]
-        if not rows:
-            return
-        # Record every report of the vehicle's own interventions (unknown ids are ignored,
-        # never fatal to the batch) and move each status forward only.
-        await conn.execute(
-            """WITH u AS (
-                   SELECT *, array_position(
-                       ARRAY['issued','delivered','played','driver_confirmed'], status) AS rank
-                   FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
-                        AS t(vehicle_id, id, status, at)),
-               mine AS (SELECT u.* FROM u JOIN interventions i
-                        ON i.id = u.id AND i.vehicle_id = u.vehicle_id),
-               history AS (INSERT INTO intervention_status (intervention_id, status, at, source)
-                           SELECT id, status, at, 'device' FROM mine),
-               best AS (SELECT DISTINCT ON (id) id, status, at, rank FROM mine
-                        ORDER BY id, rank DESC)
-               UPDATE interventions i SET status = best.status, status_at = best.at
-               FROM best
-               WHERE i.id = best.id AND i.status <> 'expired'
-                 AND best.rank > array_position(
-                       ARRAY['issued','delivered','played','driver_confirmed'], i.status)""",
-            [r[0] for r in rows],
-            [r[1] for r in rows],
-            [r[2] for r in rows],
-            [r[3] for r in rows],
-        )
-
 
 def _late_before(now_s: float) -> datetime:
     """Fixes before this are late: their roll-up slice had closed ``LATE_MARGIN_S``
@@ -720,9 +636,34 @@ def _scan_telemetry(
     return fixes, marks
 
 
-async def _announce_alarms(conn: asyncpg.Connection, plans: list[StorePlan]) -> None:
-    """Tell live views (the dashboard of every worker) about new alarms and rises in
-    severity, delivered at commit; one statement per flush that raised any."""
+def _repeat_rows(plans: list[StorePlan]) -> list[dict[str, Any]]:
+    """One row per alarm repeated in the flush (an UPDATE applies only one source row per
+    target row); a higher severity brings its grade along."""
+    merged: dict[str, AlarmRepeat] = {}
+    for r in (r for p in plans for r in p.repeats.values()):
+        prior = merged.get(r.alarm_id)
+        if prior is None:
+            merged[r.alarm_id] = AlarmRepeat(**{f: getattr(r, f) for f in r.__slots__})
+            continue
+        prior.occurrences += r.occurrences
+        prior.last_seq = max(prior.last_seq, r.last_seq)
+        prior.last_ts = max(prior.last_ts, r.last_ts)
+        if SEVERITY_RANK[r.severity] > SEVERITY_RANK[prior.severity]:
+            prior.severity, prior.reason = r.severity, r.reason
+            prior.probability, prior.model_version = r.probability, r.model_version
+            prior.factors = r.factors
+    return [
+        {"id": r.alarm_id, "last_seq": r.last_seq, "last_ts": r.last_ts, "n": r.occurrences,
+         "severity": r.severity, "reason": r.reason, "sev_rank": SEVERITY_RANK[r.severity],
+         "probability": r.probability, "model_version": r.model_version,
+         "factors": list(r.factors) or None}
+        for r in merged.values()
+    ]  # fmt: skip
+
+
+def _alarm_news(plans: list[StorePlan]) -> list[str]:
+    """For live views (the dashboard of every worker): new alarms and rises in severity,
+    put on ``alarms.RAISED_CHANNEL`` and delivered at commit."""
     news = [
         {"id": r[0], "vehicle_id": r[1], "severity": r[4], "new": True}
         for p in plans
@@ -735,7 +676,7 @@ async def _announce_alarms(conn: asyncpg.Connection, plans: list[StorePlan]) -> 
                     {"id": i.alarm_id, "vehicle_id": i.vehicle_id, "severity": i.severity,
                      "new": False}
                 )  # fmt: skip
-    await alarm_store.announce_raised(conn, news)
+    return [orjson.dumps(n).decode() for n in news]
 
 
 _TS = itemgetter(2)
