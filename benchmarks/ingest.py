@@ -442,6 +442,8 @@ def _fleet_run(
         "generator_loop_lag_ms": sim.get("loop_lag_ms"),
         "generator_cpu_s_while_playing": summaries[0].get("cpu_s_while_playing"),
         "generator_gc_pause_total_ms": summaries[0].get("gc_pause_total_ms"),
+        # p99 of each 10 s of the steady phase (played fleets only): when the slow ones came
+        "p99_ms_by_10s": summaries[0].get("by_window"),
         # Who had the cores, on average over the phase (connect ramp and drain included):
         # a generator short of what it needs shows as its loop lag above
         "cores": {

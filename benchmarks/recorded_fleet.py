@@ -43,6 +43,7 @@ from telematics.sim.link import masked_text_frame
 from telematics.sim.stats import FleetStats
 from telematics.sim.unit import CONFIRM_PROBABILITY
 from telematics.sim.vehicle import VehicleSim
+from telematics.spread import spread
 
 perf_counter = time.perf_counter
 WELCOME_TIMEOUT_S = 15.0  # as the simulator's units: no welcome by then, dial again
@@ -128,6 +129,10 @@ def render(
     return out
 
 
+#: Width of the windows the steady phase's latencies are also reported by (``by_window``).
+WINDOW_S = 10.0
+
+
 class Fleet(FleetStats):
     """The simulator's fleet counters and latency samples, and what only a player has."""
 
@@ -136,6 +141,32 @@ class Fleet(FleetStats):
         self.generating = True  # False: send nothing new, only take the last acks
         self.items_rewound = 0  # flood units that ran out of rendered items and started over
         self.timer_wakes = 0  # paced units woken by their next item's timer
+        # Every steady latency with its window (perf_counter from the end of the warm-up):
+        # a p99 over the whole phase hides when the slow ones came (a transient at the
+        # start, or spread out).
+        self.steady_at: float | None = None
+        self.ack_by_window: list[tuple[int, float]] = []
+        self.event_by_window: list[tuple[int, float]] = []
+
+    def start_steady(self) -> None:
+        super().start_steady()
+        self.steady_at = perf_counter()
+
+    def by_window(self) -> dict[str, list[float]]:
+        """p99 in ms of each ``WINDOW_S`` of the steady phase, acks and interventions."""
+        out = {}
+        for name, samples in (("ack", self.ack_by_window), ("event", self.event_by_window)):
+            windows: dict[int, list[float]] = {}
+            for window, latency in samples:
+                windows.setdefault(window, []).append(latency)
+            out[f"{name}_p99_ms"] = [
+                round(spread(windows.get(w, ()), digits=4)["p99"] * 1000, 1)
+                for w in range(max(windows, default=-1) + 1)
+            ]
+        return out
+
+    def window_of(self, now: float) -> int:
+        return -1 if self.steady_at is None else int((now - self.steady_at) // WINDOW_S)
 
 
 class PlayedUnit(asyncio.Protocol):
@@ -263,10 +294,13 @@ class PlayedUnit(asyncio.Protocol):
         if kind == "ack":
             now = perf_counter()
             seq, inflight = msg["seq"], self.inflight
+            window = fleet.window_of(now)
             while inflight and inflight[0][0] <= seq:
                 _, sent, n = inflight.popleft()
                 fleet.items_acked += n
                 fleet.ack_latency_s.add(now - sent)
+                if window >= 0:
+                    fleet.ack_by_window.append((window, now - sent))
             self.send_due()
         elif kind == "welcome":
             last_seq = int(msg.get("last_seq") or 0)
@@ -298,6 +332,9 @@ class PlayedUnit(asyncio.Protocol):
         sent = self.event_sent.get((msg.get("cause") or {}).get("seq", -1))
         if sent is not None:
             self.fleet.event_to_intervention_s.add(now - sent)
+            window = self.fleet.window_of(now)
+            if window >= 0:
+                self.fleet.event_by_window.append((window, now - sent))
         played = self.rng.uniform(1.0, 3.0)
         self.loop.call_later(played, self.ack_intervention, ident, "played")
         if (
@@ -426,6 +463,7 @@ async def play(
     fleet.loop_lag_ms = watched["loop_lag_ms"]
     return {
         "gc_pause_total_ms": sum(watched["gc_pause_total_ms_by_generation"]),
+        "by_window": fleet.by_window(),
         **fleet.snapshot(),
         "unacked_items": sum(len(u.inflight) for u in units),  # the units hold no outboxes
         "items_never_sent": sum(max(0, len(u.items) - u.next_k) for u in units),
