@@ -21,6 +21,13 @@ log = logging.getLogger(__name__)
 EMBEDDED_DB = "telematics"
 _servers: dict[Path, Any] = {}  # keep pgserver handles alive for the process's lifetime
 
+#: Settings of the embedded PostgreSQL, which shares the host's cores with the server.
+#: Autovacuum pauses 10 ms (PostgreSQL's default: 2) per unit of its work: an ANALYZE of a
+#: month partition then trickles over a few seconds instead of bursting, and at 5,000
+#: units on 2 cores each burst had cost the acks of its seconds their p99 (BENCHMARKS.md,
+#: 2026-11-30). An external PostgreSQL keeps its operator's settings.
+EMBEDDED_SETTINGS = {"autovacuum_vacuum_cost_delay": "10ms"}
+
 
 def start_embedded(data_dir: Path, cleanup_mode: str | None = "stop") -> Any:
     """Start (or join) the embedded PostgreSQL in ``data_dir/pg``; returns the pgserver handle."""
@@ -33,6 +40,9 @@ def start_embedded(data_dir: Path, cleanup_mode: str | None = "stop") -> Any:
         exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DB}';")
         if "1 row" not in exists:
             server.psql(f"CREATE DATABASE {EMBEDDED_DB};")
+        for name, value in EMBEDDED_SETTINGS.items():
+            server.psql(f"ALTER SYSTEM SET {name} = '{value}';")
+        server.psql("SELECT pg_reload_conf();")
         _servers[pgdata] = server
     return _servers[pgdata]
 

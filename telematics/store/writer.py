@@ -546,10 +546,7 @@ class BatchWriter:
                 ],
             },
         )
-        if lifecycle.upgrades or lifecycle.clears:
-            await alarm_store.write_locked(
-                conn, lifecycle, now=self.clock(), policy=self.escalation
-            )
+        await alarm_store.write_locked(conn, lifecycle, now=self.clock(), policy=self.escalation)
         await self._stored_alarms(conn, rare)
 
     def _drop_stored(self, plan: StorePlan, cursor: int) -> StorePlan:
