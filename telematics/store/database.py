@@ -23,8 +23,8 @@ _servers: dict[Path, Any] = {}  # keep pgserver handles alive for the process's 
 
 #: Settings of the embedded PostgreSQL, which shares the host's cores with the server.
 #: Autovacuum pauses 10 ms (PostgreSQL's default: 2) per unit of its work: an ANALYZE of a
-#: month partition then trickles over a few seconds instead of bursting, and at 5,000
-#: units on 2 cores each burst had cost the acks of its seconds their p99 (BENCHMARKS.md,
+#: month partition then trickles over a few seconds instead of bursting (at 5,000 units on
+#: 2 cores, a burst put the acks of its seconds over the p99 target: BENCHMARKS.md,
 #: 2026-11-30). An external PostgreSQL keeps its operator's settings.
 EMBEDDED_SETTINGS = {"autovacuum_vacuum_cost_delay": "10ms"}
 
