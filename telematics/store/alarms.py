@@ -47,18 +47,18 @@ CHANNEL = "telematics_alarms"
 #: New alarms and severity rises (announced by the batch writer at commit: id,
 #: vehicle_id, severity, new) and escalation steps (id, vehicle_id, escalation, target),
 #: for live views; lifecycle changes go on ``CHANNEL``.
-RAISED_CHANNEL = "telematics_alarms_raised"
+RAISED_CHANNEL = "telematics_alarms_raised"  # named in sql/018's apply_alarm_rows too
+
+
+def news_rows(news: Iterable[dict[str, Any]]) -> list[str]:
+    """``news`` as the texts :func:`apply_alarm_rows` puts on ``RAISED_CHANNEL``."""
+    return [_json(n) for n in news]
 
 
 async def announce_raised(conn: asyncpg.Connection, news: Sequence[dict[str, Any]]) -> None:
     """Put ``news`` on ``RAISED_CHANNEL``, delivered when the transaction commits; one
     statement for all of them, none for none."""
-    if news:
-        await conn.execute(
-            "SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n",
-            RAISED_CHANNEL,
-            [_json(n) for n in news],
-        )
+    await apply_alarm_rows(conn, {"news": news_rows(news)})
 
 
 _ALARM_COLS = """a.id, a.vehicle_id, a.key, a.kind, a.severity, a.first_ts AS opened_at,
@@ -221,7 +221,7 @@ def task_rows(tasks: Iterable[DispatchTask]) -> list[dict[str, Any]]:
 
 def lifecycle_rows(writes: LifecycleWrites) -> dict[str, list[Any]]:
     """The rows of ``writes`` that need no lock (audit, new tasks, insurer notices), for
-    :func:`apply_alarm_rows`; its upgrades and clears go through :func:`write_locked`."""
+    :func:`apply_alarm_rows`."""
     return {
         "audit": audit_rows(writes.audit),
         "tasks": task_rows(writes.tasks),
@@ -674,27 +674,18 @@ async def write_lifecycle(
     *,
     now: datetime | None = None,
     policy: InterventionPolicy | None = None,
+    along_with: dict[str, list[Any]] | None = None,
 ) -> None:
-    """Commit one flush's lifecycle rows; call inside the writer's transaction, after the
-    alarms were inserted and the repeats updated.
+    """Commit lifecycle rows inside the caller's transaction: those that need no lock in
+    one :func:`apply_alarm_rows` call, together with ``along_with`` (the new alarms and
+    other rows of the same flush, which that call writes first: the lifecycle rows
+    reference them), then the upgrades and clears, re-derived under the alarms' row locks
+    because a dispatcher may have changed an alarm meanwhile.
 
     Idempotent (a retried or replayed plan writes nothing twice) and never a data error:
     rows of alarms that are not in the table are skipped rather than refused.
     """
-    if writes:
-        await apply_alarm_rows(conn, lifecycle_rows(writes))
-        await write_locked(conn, writes, now=now, policy=policy)
-
-
-async def write_locked(
-    conn: asyncpg.Connection,
-    writes: LifecycleWrites,
-    *,
-    now: datetime | None = None,
-    policy: InterventionPolicy | None = None,
-) -> None:
-    """The upgrades and clears of ``writes``: re-derived under the alarms' row locks,
-    because a dispatcher may have changed an alarm meanwhile (after ``lifecycle_rows``)."""
+    await apply_alarm_rows(conn, {**(along_with or {}), **lifecycle_rows(writes)})
     if writes.upgrades or writes.clears:
         at, policy = _now(now), policy or load_policy()
         await _upgrade(conn, writes, at, policy)

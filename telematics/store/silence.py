@@ -4,15 +4,17 @@
 ``ingest_cursor.heard_at``. ``raise_and_clear`` is the alarm timer's turn: in one
 transaction, under an advisory lock so that the timers of several workers take turns
 instead of both opening the same alarm, it reads the units that may have gone silent and
-the open unit_silent alarms, asks ``plan_silence`` and writes its alarms, then the
-lifecycle rows through ``store.alarms.write_lifecycle`` (tasks, audit, insurer outbox and
-the clears, each under its row lock as for any alarm).
+the open unit_silent alarms, asks ``plan_silence`` and writes its alarms with their
+lifecycle rows through ``store.alarms.write_lifecycle``, as the batch writer does (one
+call for the alarms, tasks, audit and insurer outbox; the clears each under its row lock
+as for any alarm).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 
@@ -21,7 +23,6 @@ from telematics.intervene.escalation import InterventionPolicy
 from telematics.intervene.lifecycle import AlarmState
 from telematics.silence import KEY, SilencePlan, UnitContact, plan_silence
 from telematics.store import alarms as alarm_store
-from telematics.store.writer import ALARM_COLUMNS
 
 _LOCK = "telematics.unit_silent"
 
@@ -82,8 +83,19 @@ async def raise_and_clear(
                 if r["vehicle_id"] not in taken
             ]
         plan = plan_silence(contacts, now, up_since, policy, escalation)
-        await _insert_alarms(conn, plan)
-        await alarm_store.write_lifecycle(conn, plan.lifecycle, now=now, policy=escalation)
+        await alarm_store.write_lifecycle(
+            conn,
+            plan.lifecycle,
+            now=now,
+            policy=escalation,
+            along_with={
+                "alarms": _alarm_rows(plan),
+                "news": alarm_store.news_rows(
+                    {"id": a.id, "vehicle_id": a.vehicle_id, "severity": a.severity, "new": True}
+                    for a in (o.alarm for o in plan.opened)
+                ),
+            },
+        )
     return plan
 
 
@@ -121,44 +133,35 @@ def _contact(
     )
 
 
-async def _insert_alarms(conn: asyncpg.Connection, plan: SilencePlan) -> None:
-    """The new alarm rows (before their lifecycle rows, which reference them), announced
-    to live views at commit as the batch writer announces its own."""
-    if not plan.opened:
-        return
-    records = []
+def _alarm_rows(plan: SilencePlan) -> list[dict[str, Any]]:
+    """The new alarms' rows, by column, for ``store.alarms.apply_alarm_rows``."""
+    rows = []
     for o in plan.opened:
         a = o.alarm
-        row = {
-            "id": a.id,
-            "vehicle_id": a.vehicle_id,
-            "kind": a.kind,
-            "key": a.key,
-            "severity": a.severity,
-            "reason": a.reason,
-            "derived": a.derived,
-            "level": None,
-            "tire_pos": None,
-            "first_seq": o.seq,
-            "first_ts": a.opened_at,
-            "last_seq": o.seq,
-            "last_ts": a.last_seen_at,
-            "occurrences": 1,
-            "lat": o.lat,
-            "lon": o.lon,
-            "speed_kmh": o.speed_kmh,
-            "rules_version": o.rules_version,
-            "late": False,
-            "probability": None,  # graded by the rules: no model knows this kind
-            "model_version": None,
-            "factors": None,
-        }
-        records.append(tuple(row[c] for c in ALARM_COLUMNS))
-    await conn.copy_records_to_table("alarms", columns=ALARM_COLUMNS, records=records)
-    await alarm_store.announce_raised(
-        conn,
-        [
-            {"id": a.id, "vehicle_id": a.vehicle_id, "severity": a.severity, "new": True}
-            for a in (o.alarm for o in plan.opened)
-        ],
-    )
+        rows.append(
+            {
+                "id": a.id,
+                "vehicle_id": a.vehicle_id,
+                "kind": a.kind,
+                "key": a.key,
+                "severity": a.severity,
+                "reason": a.reason,
+                "derived": a.derived,
+                "level": None,
+                "tire_pos": None,
+                "first_seq": o.seq,
+                "first_ts": a.opened_at,
+                "last_seq": o.seq,
+                "last_ts": a.last_seen_at,
+                "occurrences": 1,
+                "lat": o.lat,
+                "lon": o.lon,
+                "speed_kmh": o.speed_kmh,
+                "rules_version": o.rules_version,
+                "late": False,
+                "probability": None,  # graded by the rules: no model knows this kind
+                "model_version": None,
+                "factors": None,
+            }
+        )
+    return rows

@@ -529,15 +529,17 @@ class BatchWriter:
         for p in rare:
             if p.lifecycle:
                 lifecycle.extend(p.lifecycle)
-        await alarm_store.apply_alarm_rows(
+        await alarm_store.write_lifecycle(
             conn,
-            {
+            lifecycle,
+            now=self.clock(),
+            policy=self.escalation,
+            along_with={
                 "alarms": [
                     dict(zip(ALARM_COLUMNS, r, strict=True)) for p in rare for r in p.alarms
                 ],
                 "repeats": _repeat_rows(rare),
                 "news": _alarm_news(rare),
-                **alarm_store.lifecycle_rows(lifecycle),
                 "interventions": [i.row() for p in rare for i in p.interventions],
                 "statuses": [
                     {"vehicle_id": p.vehicle_id, "id": s[0], "status": s[1], "at": s[2]}
@@ -546,7 +548,6 @@ class BatchWriter:
                 ],
             },
         )
-        await alarm_store.write_locked(conn, lifecycle, now=self.clock(), policy=self.escalation)
         await self._stored_alarms(conn, rare)
 
     def _drop_stored(self, plan: StorePlan, cursor: int) -> StorePlan:
@@ -673,7 +674,7 @@ def _alarm_news(plans: list[StorePlan]) -> list[str]:
                     {"id": i.alarm_id, "vehicle_id": i.vehicle_id, "severity": i.severity,
                      "new": False}
                 )  # fmt: skip
-    return [orjson.dumps(n).decode() for n in news]
+    return alarm_store.news_rows(news)
 
 
 _TS = itemgetter(2)
