@@ -75,12 +75,20 @@ class GradingService:
 
     # -- grading -------------------------------------------------------------------------
 
+    def grade_now(self, inputs: Sequence[GradingInput]) -> list[Graded] | None:
+        """Grades for ``inputs`` at once if the rules grade; None if a model does (then
+        :meth:`grade` must be awaited: the alarms join the loop turn's micro-batch)."""
+        if self.batched:
+            return None
+        self.alarms_graded += len(inputs)
+        return self.rules.grade_many(inputs)
+
     async def grade(self, inputs: Sequence[GradingInput]) -> list[Graded]:
         """Grades for ``inputs``, in order: at once by the rules, else in this loop
         turn's micro-batch."""
-        if not self.batched:
-            self.alarms_graded += len(inputs)
-            return self.rules.grade_many(inputs)
+        graded = self.grade_now(inputs)
+        if graded is not None:
+            return graded
         future: asyncio.Future[list[Graded]] = asyncio.get_running_loop().create_future()
         self._waiting.append((inputs, future))
         if not self._scheduled:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
+from telematics.classify.context import Graded
+from telematics.ingest.feed import DeviceSocket
 from telematics.ingest.ratelimit import TokenBucket
-from telematics.pipeline import StorePlan, VehicleProcessor, iso_ms
+from telematics.pipeline import Observed, StorePlan, VehicleProcessor, iso_ms
 from telematics.protocol.messages import Rejection
 from telematics.protocol.session import DeviceSession, ack_payload, error_frame
 
@@ -40,7 +43,7 @@ class DeviceConnection:
     def __init__(
         self,
         hub: Hub,
-        ws: web.WebSocketResponse,
+        ws: DeviceSocket,
         request: web.Request,
         session: DeviceSession,
         processor: VehicleProcessor,
@@ -71,40 +74,51 @@ class DeviceConnection:
 
     async def serve(self) -> None:
         try:
-            await self._receive_loop()
+            await self._serve()
         except ConnectionError:
             self.closed = True  # the peer went away mid-reply: nothing left to do
 
-    async def _receive_loop(self) -> None:
-        ws = self.ws
-        while not self.closed:
-            msg = await ws.receive()
-            self.last_activity = time.monotonic()
-            kind = msg.type
-            if kind is WSMsgType.TEXT:
-                await self._frame(msg.data)
-            elif kind is WSMsgType.PING:
-                await ws.pong(msg.data)
-            elif kind is WSMsgType.PONG:
-                continue
-            elif kind is WSMsgType.BINARY:
-                await self._reject_frame("bad_json", "frame: must be a text frame", msg.data)
-            elif kind is WSMsgType.ERROR:
-                await self._protocol_error(msg.data)
-                return
-            else:  # CLOSE, CLOSING, CLOSED
-                return
+    async def _serve(self) -> None:
+        await self.ws.serve(self._frame_inline, self._message, lambda: self.closed)
 
-    async def _frame(self, data: bytes) -> None:
+    async def _message(self, msg: WSMessage) -> bool:
+        """One message taken through aiohttp; False once the connection is over."""
+        self.last_activity = time.monotonic()
+        kind = msg.type
+        if kind is WSMsgType.TEXT:
+            rest = self._frame(msg.data)
+            if rest is not None:
+                await rest
+        elif kind is WSMsgType.PING:
+            await self.ws.pong(msg.data)
+        elif kind is WSMsgType.PONG:
+            pass
+        elif kind is WSMsgType.BINARY:
+            await self._reject_frame("bad_json", "frame: must be a text frame", msg.data)
+        elif kind is WSMsgType.ERROR:
+            await self._protocol_error(msg.data)
+            return False
+        else:  # CLOSE, CLOSING, CLOSED
+            return False
+        return not self.closed
+
+    def _frame_inline(self, data: bytes) -> Awaitable[None] | None:
+        """A text frame straight from the parser (inside aiohttp's ``data_received``)."""
+        self.last_activity = time.monotonic()
+        try:
+            return self._frame(data)
+        except Exception as exc:  # raised again in this connection's task (see device.py)
+            return _raise(exc)
+
+    def _frame(self, data: bytes, rate_checked: bool = False) -> Awaitable[None] | None:
+        """Handle one text frame as far as it goes without waiting; None if that was all,
+        else what is left, to be awaited before the connection's next frame."""
         if len(data) > MAX_FRAME_BYTES:
-            await self._reject_frame(
-                "invalid_item", f"frame: larger than {MAX_FRAME_BYTES // 1024} KiB", data
-            )
-            await self.close(CLOSE_TOO_BIG, "frame too large")
-            return
-        wait = self.bucket.take(time.monotonic())
-        if wait > 0:
-            await self._slow_down(wait)
+            return self._too_big(data)
+        if not rate_checked:
+            wait = self.bucket.take(time.monotonic())
+            if wait > 0:
+                return self._frame_slowly(data, wait)
         now = self.hub.clock()
         inbound = self.session.receive(data, now)
         for reply in inbound.replies:
@@ -112,23 +126,58 @@ class DeviceConnection:
         for ack in inbound.intervention_acks:
             self.outstanding.pop(ack.id, None)
         self.hub.stats.count_inbound(inbound)
+        rest: Awaitable[None] | None = None
         if inbound.items or inbound.rejected or inbound.intervention_acks:
             processor = self.processor
             observed = processor.observe(
                 inbound.items, inbound.rejected, inbound.intervention_acks, now
             )
             inputs = observed.inputs
-            # Alarms are graded with those of other connections (one model call per loop
-            # turn); this unit's next frame is read only after its alarms are finished.
-            graded = await self.hub.grading.grade(inputs) if inputs else []
-            plan = processor.finish(observed, graded, now)
-            if plan.interventions:
-                self.intervene(plan)
-            writer = self.hub.writer
-            if not writer.offer(plan, self.committed):
-                await writer.submit(plan, self.committed)  # backlog full: wait for room
+            graded = self.hub.grading.grade_now(inputs) if inputs else []
+            if graded is None:  # a model grades: with other connections' alarms, this turn
+                return self._graded_later(observed, now, inbound.close_code)
+            rest = self._store(observed, graded, now)
         if inbound.close_code is not None:
-            await self.close(inbound.close_code, "too many bad frames")
+            return self._close_after(rest, inbound.close_code)
+        return rest
+
+    def _store(
+        self, observed: Observed, graded: list[Graded], now: datetime
+    ) -> Awaitable[None] | None:
+        """Finish the frame's plan, act in the cab, queue it for the writer (or wait for
+        room in its backlog: returned)."""
+        plan = self.processor.finish(observed, graded, now)
+        if plan.interventions:
+            self.intervene(plan)
+        writer = self.hub.writer
+        if writer.offer(plan, self.committed):
+            return None
+        return writer.submit(plan, self.committed)  # backlog full: wait for room
+
+    async def _graded_later(
+        self, observed: Observed, now: datetime, close_code: int | None
+    ) -> None:
+        # This unit's next frame is read only after its alarms are finished.
+        graded = await self.hub.grading.grade(observed.inputs)
+        await self._close_after(self._store(observed, graded, now), close_code)
+
+    async def _close_after(self, rest: Awaitable[None] | None, close_code: int | None) -> None:
+        if rest is not None:
+            await rest
+        if close_code is not None:
+            await self.close(close_code, "too many bad frames")
+
+    async def _frame_slowly(self, data: bytes, wait: float) -> None:
+        await self._slow_down(wait)
+        rest = self._frame(data, rate_checked=True)
+        if rest is not None:
+            await rest
+
+    async def _too_big(self, data: bytes) -> None:
+        await self._reject_frame(
+            "invalid_item", f"frame: larger than {MAX_FRAME_BYTES // 1024} KiB", data
+        )
+        await self.close(CLOSE_TOO_BIG, "frame too large")
 
     async def _slow_down(self, wait: float) -> None:
         """Over the frame rate: say so (at most once a second) and read slower; drop nothing."""
@@ -250,6 +299,10 @@ class DeviceConnection:
         if not self.closed:
             self.closed = True
             await self.ws.close(code=code, message=reason.encode())
+
+
+async def _raise(exc: Exception) -> None:
+    raise exc
 
 
 def _text_frame(payload: bytes) -> bytes:

@@ -7,6 +7,7 @@ import logging
 from aiohttp import web
 
 from telematics.ingest.connection import KEEP_RAW_BYTES, DeviceConnection, welcome_time
+from telematics.ingest.feed import DeviceSocket
 from telematics.ingest.hub import Hub
 from telematics.ingest.keys import HUB
 from telematics.protocol.session import DeviceSession
@@ -58,7 +59,7 @@ async def device_endpoint(request: web.Request) -> web.StreamResponse:
     if login is None:
         return _unauthorized("unknown or revoked device token")
     vehicle, last_seq = login.vehicle, login.last_seq
-    ws = web.WebSocketResponse(
+    ws = DeviceSocket(
         max_msg_size=KEEP_RAW_BYTES, autoping=False, compress=False, decode_text=False
     )
     try:
