@@ -13,5 +13,6 @@ def test_the_embedded_server_spreads_autovacuum_out(tmp_path: Path) -> None:
         for name, value in EMBEDDED_SETTINGS.items():
             assert value in server.psql(f"SHOW {name};")
         assert "10ms" in server.psql("SHOW autovacuum_vacuum_cost_delay;")
+        assert "50" in server.psql("SHOW autovacuum_vacuum_cost_limit;")
     finally:
         server.cleanup()
