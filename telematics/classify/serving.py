@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +34,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_Waiting = tuple[Sequence[GradingInput], "asyncio.Future[list[Graded]]"]
+#: Told the grades (in the turn they are made) / that even the rules failed (a bug).
+Done = Callable[[list[Graded]], None]
+Failed = Callable[[BaseException], None]
+_Waiting = tuple[Sequence[GradingInput], Done, Failed]
 
 
 class GradingService:
@@ -83,6 +86,15 @@ class GradingService:
         self.alarms_graded += len(inputs)
         return self.rules.grade_many(inputs)
 
+    def grade_later(self, inputs: Sequence[GradingInput], done: Done, failed: Failed) -> None:
+        """Queue ``inputs`` for the next model call: ``done`` gets their grades right
+        after it, in the same loop turn (a future would wake its waiter a turn later,
+        and a frame's interventions would wait for it)."""
+        self._waiting.append((inputs, done, failed))
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._grade_waiting)
+
     async def grade(self, inputs: Sequence[GradingInput]) -> list[Graded]:
         """Grades for ``inputs``, in order: at once by the rules, else in this loop
         turn's micro-batch."""
@@ -90,10 +102,16 @@ class GradingService:
         if graded is not None:
             return graded
         future: asyncio.Future[list[Graded]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((inputs, future))
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._grade_waiting)
+
+        def done(grades: list[Graded]) -> None:
+            if not future.done():  # a waiter that was cancelled meanwhile
+                future.set_result(grades)
+
+        def failed(exc: BaseException) -> None:
+            if not future.done():
+                future.set_exception(exc)
+
+        self.grade_later(inputs, done, failed)
         return await future
 
     def _grade_waiting(self) -> None:
@@ -115,21 +133,21 @@ class GradingService:
         waiting: list[_Waiting] = []
         count = 0
         while queue and (not waiting or count + len(queue[0][0]) <= self.max_batch):
-            inputs, future = queue.popleft()
-            waiting.append((inputs, future))
-            count += len(inputs)
-        flat = [x for inputs, _ in waiting for x in inputs]
+            waiting.append(queue.popleft())
+            count += len(waiting[-1][0])
+        flat = [x for inputs, _, _ in waiting for x in inputs]
         try:
             graded = self._grade_batch(flat)
         except Exception as exc:  # the rules failed too (a bug): every waiter hears of it
-            for _, future in waiting:
-                if not future.done():
-                    future.set_exception(exc)
+            for _, _, failed in waiting:
+                failed(exc)
             return
         at = 0
-        for inputs, future in waiting:
-            if not future.done():  # a connection that closed meanwhile
-                future.set_result(graded[at : at + len(inputs)])
+        for inputs, done, _ in waiting:
+            try:
+                done(graded[at : at + len(inputs)])
+            except Exception:  # one waiter's bug must not cost the others their grades
+                log.exception("finishing a graded frame failed")
             at += len(inputs)
 
     def _grade_batch(self, flat: list[GradingInput]) -> list[Graded]:

@@ -135,7 +135,7 @@ class DeviceConnection:
             inputs = observed.inputs
             graded = self.hub.grading.grade_now(inputs) if inputs else []
             if graded is None:  # a model grades: with other connections' alarms, this turn
-                return self._graded_later(observed, now, inbound.close_code)
+                return self._graded_soon(observed, now, inbound.close_code)
             rest = self._store(observed, graded, now)
         if inbound.close_code is not None:
             return self._close_after(rest, inbound.close_code)
@@ -154,12 +154,37 @@ class DeviceConnection:
             return None
         return writer.submit(plan, self.committed)  # backlog full: wait for room
 
-    async def _graded_later(
+    def _graded_soon(
         self, observed: Observed, now: datetime, close_code: int | None
+    ) -> Awaitable[None]:
+        """Queue the frame's alarms for the model's next micro-batch; the grading call
+        itself finishes the frame (its interventions go out in the turn it grades them),
+        and this unit's next frame waits for that."""
+        finished: asyncio.Future[Awaitable[None] | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+        def done(graded: list[Graded]) -> None:
+            try:
+                rest = self._store(observed, graded, now)
+            except Exception as exc:  # raised again in this connection's task
+                rest = _raise(exc)
+            if not finished.done():
+                finished.set_result(rest)
+            elif asyncio.iscoroutine(rest):  # the task is gone (shutdown): nobody awaits it
+                rest.close()
+
+        def failed(exc: BaseException) -> None:
+            if not finished.done():
+                finished.set_exception(exc)
+
+        self.hub.grading.grade_later(observed.inputs, done, failed)
+        return self._after_grading(finished, close_code)
+
+    async def _after_grading(
+        self, finished: asyncio.Future[Awaitable[None] | None], close_code: int | None
     ) -> None:
-        # This unit's next frame is read only after its alarms are finished.
-        graded = await self.hub.grading.grade(observed.inputs)
-        await self._close_after(self._store(observed, graded, now), close_code)
+        await self._close_after(await finished, close_code)
 
     async def _close_after(self, rest: Awaitable[None] | None, close_code: int | None) -> None:
         if rest is not None:

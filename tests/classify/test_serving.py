@@ -183,6 +183,35 @@ async def test_one_model_call_per_loop_turn(models: tuple[Path, str]) -> None:
     assert results == [real(frames[1]), real(frames[1]), real(frames[2])]
 
 
+async def test_grades_are_handed_over_in_the_turn_of_the_model_call(
+    models: tuple[Path, str],
+) -> None:
+    """``grade_later``'s callback runs inside the model call's turn: a frame's
+    interventions go out then, not a turn later when a future's waiter wakes."""
+    service = GradingService(POLICY, models[0])
+    await service.load()
+    events: list[str] = []
+    grade_waiting = service._grade_waiting
+
+    def model_turn() -> None:
+        events.append("model call")
+        grade_waiting()
+        events.append("turn over")
+
+    service._grade_waiting = model_turn  # type: ignore[method-assign]
+    got: list[list[Graded]] = []
+
+    def done(grades: list[Graded]) -> None:
+        events.append("graded")
+        got.append(grades)
+
+    service.grade_later([x()], done, print)
+    assert events == []  # queued for the loop turn's micro-batch
+    await asyncio.sleep(0)
+    assert events == ["model call", "graded", "turn over"]
+    assert got == [service.grader.grade_many([x()])]
+
+
 async def test_hot_swap_and_back_to_the_rules(
     models: tuple[Path, str], model: SeverityModel, caplog: pytest.LogCaptureFixture
 ) -> None:
