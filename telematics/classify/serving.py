@@ -5,7 +5,9 @@ alarm). With one, every frame that found alarms hands them over and waits; once 
 event-loop turn all the alarms handed over in that turn, from every connection, are
 graded in one vectorised model call (``ModelGrader.grade_many``), up to ``max_batch``
 alarms a call (more wait for the next turn). A loop turn is what the loop gathered from
-the sockets at once, so the wait costs no extra time under load.
+the sockets at once, so the wait costs no extra time under load. Each frame's
+continuation runs right after the call that graded it (``grade_later``), so its
+interventions leave in that turn.
 
 The poller watches the model registry's ``ACTIVE`` pointer: a newly activated version is
 loaded off the loop and swapped in without a restart; a version that cannot be used (or
