@@ -82,7 +82,7 @@ class GradingService:
 
     def grade_now(self, inputs: Sequence[GradingInput]) -> list[Graded] | None:
         """Grades for ``inputs`` at once if the rules grade; None if a model does (then
-        :meth:`grade` must be awaited: the alarms join the loop turn's micro-batch)."""
+        :meth:`grade_later` or :meth:`grade`: the alarms join the turn's micro-batch)."""
         if self.batched:
             return None
         self.alarms_graded += len(inputs)
