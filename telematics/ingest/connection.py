@@ -74,12 +74,9 @@ class DeviceConnection:
 
     async def serve(self) -> None:
         try:
-            await self._serve()
+            await self.ws.serve(self._frame_inline, self._message, lambda: self.closed)
         except ConnectionError:
             self.closed = True  # the peer went away mid-reply: nothing left to do
-
-    async def _serve(self) -> None:
-        await self.ws.serve(self._frame_inline, self._message, lambda: self.closed)
 
     async def _message(self, msg: WSMessage) -> bool:
         """One message taken through aiohttp; False once the connection is over."""

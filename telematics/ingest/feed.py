@@ -45,7 +45,6 @@ class FrameFeed(WebSocketDataQueue):
         closing: Callable[[], bool],
     ) -> None:
         super().__init__(protocol, limit, loop=loop)
-        self._event_loop = loop
         # Once our side closes, frames are left to aiohttp's close(), which reads (and
         # drops) them while it waits for the peer's close frame, as without this feed.
         self._closing = closing
@@ -83,7 +82,7 @@ class FrameFeed(WebSocketDataQueue):
         to wait for (returned) or a message needs ``receive()`` (None).
 
         Call only when :meth:`has_queued` is false: queued messages come first."""
-        future: asyncio.Future[Awaitable[None] | None] = self._event_loop.create_future()
+        future: asyncio.Future[Awaitable[None] | None] = asyncio.get_running_loop().create_future()
         self._handover = future
         self.handler = handler
         try:
