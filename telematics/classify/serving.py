@@ -7,7 +7,8 @@ graded in one vectorised model call (``ModelGrader.grade_many``), up to ``max_ba
 alarms a call (more wait for the next turn). A loop turn is what the loop gathered from
 the sockets at once, so the wait costs no extra time under load. Each frame's
 continuation runs right after the call that graded it (``grade_later``), so its
-interventions leave in that turn.
+interventions leave in that turn. ``snapshot()`` reports each frame's wait for its call
+(``model_wait_ms``) besides the call's own time: the latency the batching adds.
 
 The poller watches the model registry's ``ACTIVE`` pointer: a newly activated version is
 loaded off the loop and swapped in without a restart; a version that cannot be used (or
@@ -39,7 +40,8 @@ log = logging.getLogger(__name__)
 #: Told the grades (in the turn they are made) / that even the rules failed (a bug).
 Done = Callable[[list[Graded]], None]
 Failed = Callable[[BaseException], None]
-_Waiting = tuple[Sequence[GradingInput], Done, Failed]
+#: A frame's alarms, told their grades by ``done`` (or ``failed``); queued at perf_counter().
+_Waiting = tuple[Sequence[GradingInput], Done, Failed, float]
 
 
 class GradingService:
@@ -73,6 +75,7 @@ class GradingService:
         self.batch_ms: deque[float] = deque(maxlen=2000)
         self.batch_cpu_ms: deque[float] = deque(maxlen=2000)
         self.batch_sizes: deque[int] = deque(maxlen=2000)
+        self.wait_ms: deque[float] = deque(maxlen=2000)  # per frame: queued → its call
 
     @property
     def batched(self) -> bool:
@@ -92,7 +95,7 @@ class GradingService:
         """Queue ``inputs`` for the next model call: ``done`` gets their grades right
         after it, in the same loop turn (a future would wake its waiter a turn later,
         and a frame's interventions would wait for it)."""
-        self._waiting.append((inputs, done, failed))
+        self._waiting.append((inputs, done, failed, time.perf_counter()))
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._grade_waiting)
@@ -137,15 +140,17 @@ class GradingService:
         while queue and (not waiting or count + len(queue[0][0]) <= self.max_batch):
             waiting.append(queue.popleft())
             count += len(waiting[-1][0])
-        flat = [x for inputs, _, _ in waiting for x in inputs]
+        flat = [x for inputs, _, _, _ in waiting for x in inputs]
+        now = time.perf_counter()
+        self.wait_ms.extend((now - queued) * 1000 for _, _, _, queued in waiting)
         try:
             graded = self._grade_batch(flat)
         except Exception as exc:  # the rules failed too (a bug): every waiter hears of it
-            for _, _, failed in waiting:
+            for _, _, failed, _ in waiting:
                 failed(exc)
             return
         at = 0
-        for inputs, done, _ in waiting:
+        for inputs, done, _, _ in waiting:
             try:
                 done(graded[at : at + len(inputs)])
             except Exception:  # one waiter's bug must not cost the others their grades
@@ -229,6 +234,7 @@ class GradingService:
             "model_batch_ms": spread(self.batch_ms, digits=3),
             "model_batch_cpu_ms": spread(self.batch_cpu_ms, digits=3),
             "model_batch_size": spread(self.batch_sizes),
+            "model_wait_ms": spread(self.wait_ms, digits=3),
         }
 
 

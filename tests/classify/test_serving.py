@@ -159,6 +159,7 @@ async def test_one_model_call_per_loop_turn(models: tuple[Path, str]) -> None:
     assert stats["grader"] == "model" and stats["batches"] == 1 and stats["alarms_graded"] == 4
     assert stats["rules_only_kinds"] == ["unit_silent"]  # what this model cannot grade
     assert stats["model_batch_ms"]["max"] > 0 and stats["model_batch_cpu_ms"]["max"] > 0
+    assert len(service.wait_ms) == 3  # each frame's wait for its call (model_wait_ms)
     # A turn with more alarms than max_batch: whole frames per call, in the same turn
     # while the turn's time budget lasts, the rest in the next turn.
     calls.clear()
