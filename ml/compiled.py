@@ -90,9 +90,13 @@ class CompiledTrees:
     def score(self, x: F64) -> tuple[F64, F64]:
         """Raw scores (as ``decision_function``) and each group's part of them: (rows,),
         (rows × GROUPS). The parts add up to score − ``expected_score``."""
+        return self.score_rows(x.tolist())
+
+    def score_rows(self, rows: Sequence[Sequence[float]]) -> tuple[F64, F64]:
+        """:meth:`score` for rows of plain numbers (serving's few rows: no matrix)."""
         find = self.leaves_of
-        leaves = np.array([find(row) for row in x.tolist()], np.int64)
-        leaves = leaves.reshape(len(x), len(self.roots))
+        leaves = np.array([find(row) for row in rows], np.int64)
+        leaves = leaves.reshape(len(rows), len(self.roots))
         score: F64 = self.baseline + self.value[leaves].sum(axis=1)
         parts: F64 = self.leaf_parts[leaves].sum(axis=1)
         return score, parts

@@ -1,11 +1,13 @@
 """One feature function for training and serving: grading snapshots → a numeric matrix.
 
-Two steps, and both paths take both: :func:`columns_from_inputs` reads
-:class:`GradingInput` objects (what the server grades) into :class:`Columns`, one numpy
-array per field; :func:`matrix_from_columns` computes every feature from the columns.
-The offline generator (``ml/synth.py``) produces :class:`Columns` directly, a million rows
-in a second; a test checks that going through ``GradingInput`` gives the very same
-matrix, so there is no train/serve skew to drift into.
+Each feature is one formula in :data:`FORMULAS`, written over a snapshot's fields, and
+every path evaluates those same formulas: :func:`matrix_from_columns` over
+:class:`Columns` (one numpy array per field: training and evaluation, a million rows in
+a second, which ``ml/synth.py`` produces directly), :func:`feature_rows` over
+:class:`Row` (one snapshot's fields as plain numbers: serving, where a micro-batch holds
+one to eight alarms and a numpy call per feature and row cost more than the features).
+Both read a :class:`GradingInput` through :func:`read_row`; a test checks that every
+path gives the very same matrix, so there is no train/serve skew to drift into.
 
 Categorical features (kind, vehicle class, load) are integer codes over fixed
 vocabularies (``NaN`` for a value the vocabulary lacks): the gradient-boosted trees split
@@ -15,10 +17,12 @@ different list.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from functools import cache
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -56,41 +60,7 @@ _BASE = {b: i for i, b in enumerate(BASES)}
 PRIOR_RATE_PER_H = 8.0
 PRIOR_HOURS = 0.5
 
-FEATURE_NAMES: tuple[str, ...] = (
-    "kind",
-    "level",
-    "speed_kmh",
-    "over_limit_kmh",
-    "vehicle_class",
-    "load",
-    "night",
-    "hour_local",
-    *(f"zone_{z}" for z in ZONE_KINDS),
-    "recurrence",
-    "recent_alarms",
-    "continuous_driving_h",
-    "driving_today_h",
-    "derived",
-    "base",
-    "tire_conditions",
-    "driver_alarms_per_h",
-    "driver_hours",
-)
 CATEGORICAL: tuple[str, ...] = ("kind", "vehicle_class", "load")
-_F = {name: i for i, name in enumerate(FEATURE_NAMES)}
-
-#: Feature groups for explanations, each said in words by :func:`describe_group`.
-GROUPS: dict[str, tuple[int, ...]] = {
-    "kind": (_F["kind"], _F["level"], _F["derived"], _F["base"]),
-    "speed": (_F["speed_kmh"], _F["over_limit_kmh"]),
-    "vehicle": (_F["vehicle_class"], _F["load"]),
-    "time": (_F["night"], _F["hour_local"]),
-    "zone": tuple(_F[f"zone_{z}"] for z in ZONE_KINDS),
-    "recurrence": (_F["recurrence"], _F["recent_alarms"]),
-    "driving": (_F["continuous_driving_h"], _F["driving_today_h"]),
-    "tires": (_F["tire_conditions"],),
-    "driver": (_F["driver_alarms_per_h"], _F["driver_hours"]),
-}
 
 
 @dataclass(slots=True)
@@ -134,8 +104,7 @@ class Columns:
         return Columns(*(np.concatenate([getattr(p, n) for p in parts]) for n in names))
 
     def zone_kinds(self, i: int) -> frozenset[str]:
-        bits = int(self.zones[i])
-        return frozenset(z for j, z in enumerate(ZONE_KINDS) if bits >> j & 1)
+        return _zone_kinds(int(self.zones[i]))
 
     def to_inputs(self) -> list[GradingInput]:
         """The rows as the server would have graded them (for the rules, and tests)."""
@@ -168,54 +137,77 @@ class Columns:
         return out
 
 
+class Row(NamedTuple):
+    """One snapshot's fields as plain numbers: the fields of :class:`Columns`, in order."""
+
+    kind: int
+    level: int
+    ts: float
+    speed_kmh: float
+    speed_limit_kmh: float
+    vehicle_class: int
+    load: int
+    night: bool
+    zones: int
+    recurrence: int
+    continuous_driving_s: float
+    driving_today_s: float
+    derived: bool
+    base: int
+    recent_alarms: int
+    tire_conditions: int
+    driver_alarms: int
+    driver_hours: float
+
+
+_DTYPE_OF: dict[str, type[np.generic]] = {
+    "I64": np.int64, "F64": np.float64, "NDArray[np.bool_]": np.bool_,
+}  # fmt: skip
+_DTYPES = tuple(_DTYPE_OF[str(f.type)] for f in fields(Columns))  # Columns' annotations
 _ZONE_BIT = {z: 1 << j for j, z in enumerate(ZONE_KINDS)}
 
 
+def _zone_kinds(bits: int) -> frozenset[str]:
+    return frozenset(z for j, z in enumerate(ZONE_KINDS) if bits >> j & 1)
+
+
+def read_row(x: GradingInput) -> Row:
+    """A snapshot's fields as codes and numbers (the one reading of a GradingInput)."""
+    bits = 0
+    for z in x.zone_kinds:
+        bits |= _ZONE_BIT.get(z, 0)
+    return Row(
+        _KIND.get(x.kind, -1),
+        x.level or 0,
+        x.ts.timestamp(),
+        x.speed_kmh,
+        math.nan if x.speed_limit_kmh is None else x.speed_limit_kmh,
+        _CLASS.get(x.vehicle_class, -1),
+        _LOAD.get(x.load, -1),
+        x.night,
+        bits,
+        x.recurrence,
+        x.continuous_driving_s,
+        x.driving_today_s,
+        x.derived,
+        _BASE.get(x.base, -1),
+        x.recent_alarms,
+        x.tire_conditions,
+        x.driver_alarms,
+        x.driver_hours,
+    )
+
+
+def columns_from_rows(rows: Sequence[Row]) -> Columns:
+    if not rows:
+        return Columns(*(np.empty(0, dtype) for dtype in _DTYPES))
+    by_field = zip(*rows, strict=True)  # each Row has every field
+    return Columns(*(np.array(col, dtype) for col, dtype in zip(by_field, _DTYPES, strict=True)))
+
+
 def columns_from_inputs(inputs: Sequence[GradingInput]) -> Columns:
-    """Read snapshots into columns (one pass; the only per-row Python in serving)."""
-    n = len(inputs)
-    kind = np.empty(n, np.int64)
-    level = np.empty(n, np.int64)
-    ts = np.empty(n, np.float64)
-    speed = np.empty(n, np.float64)
-    limit = np.empty(n, np.float64)
-    cls = np.empty(n, np.int64)
-    load = np.empty(n, np.int64)
-    night = np.empty(n, np.bool_)
-    zones = np.empty(n, np.int64)
-    rec = np.empty(n, np.int64)
-    cont = np.empty(n, np.float64)
-    today = np.empty(n, np.float64)
-    derived = np.empty(n, np.bool_)
-    base = np.empty(n, np.int64)
-    recent = np.empty(n, np.int64)
-    tires = np.empty(n, np.int64)
-    d_alarms = np.empty(n, np.int64)
-    d_hours = np.empty(n, np.float64)
-    for i, x in enumerate(inputs):
-        kind[i] = _KIND.get(x.kind, -1)
-        level[i] = x.level or 0
-        ts[i] = x.ts.timestamp()
-        speed[i] = x.speed_kmh
-        limit[i] = np.nan if x.speed_limit_kmh is None else x.speed_limit_kmh
-        cls[i] = _CLASS.get(x.vehicle_class, -1)
-        load[i] = _LOAD.get(x.load, -1)
-        night[i] = x.night
-        bits = 0
-        for z in x.zone_kinds:
-            bits |= _ZONE_BIT.get(z, 0)
-        zones[i] = bits
-        rec[i] = x.recurrence
-        cont[i] = x.continuous_driving_s
-        today[i] = x.driving_today_s
-        derived[i] = x.derived
-        base[i] = _BASE.get(x.base, -1)
-        recent[i] = x.recent_alarms
-        tires[i] = x.tire_conditions
-        d_alarms[i] = x.driver_alarms
-        d_hours[i] = x.driver_hours
-    return Columns(kind, level, ts, speed, limit, cls, load, night, zones, rec, cont, today,
-                   derived, base, recent, tires, d_alarms, d_hours)  # fmt: skip
+    """Read snapshots into columns."""
+    return columns_from_rows([read_row(x) for x in inputs])
 
 
 @cache
@@ -230,44 +222,86 @@ def local_utc_offset_h() -> float:
     return 0.0 if offset is None else offset.total_seconds() / 3600.0
 
 
-def _code(values: I64) -> F64:
-    out = values.astype(np.float64)
-    out[values < 0] = np.nan  # not in the vocabulary: the trees treat it as missing
-    return out
+# The formulas take a Columns (arrays) or a Row (numbers): these two helpers are the only
+# operations that differ between the two, and a test holds them to the same results.
+def _code(values: Any) -> Any:
+    """A vocabulary code as a number, NaN (missing to the trees) when not in it."""
+    if isinstance(values, np.ndarray):
+        out = values.astype(np.float64)
+        out[values < 0] = np.nan
+        return out
+    return float(values) if values >= 0 else math.nan
+
+
+def _not_negative(values: Any) -> Any:
+    return np.maximum(values, 0.0) if isinstance(values, np.ndarray) else max(values, 0.0)
+
+
+def _driver_rate(c: Any) -> Any:
+    hours = _not_negative(c.driver_hours)
+    return (c.driver_alarms + PRIOR_RATE_PER_H * PRIOR_HOURS) / (hours + PRIOR_HOURS)
+
+
+def _zone(j: int) -> Callable[[Any], Any]:
+    return lambda c: (c.zones >> j) & 1
+
+
+#: Every feature: its name and its formula over a snapshot's fields (Columns or Row).
+FORMULAS: tuple[tuple[str, Callable[[Any], Any]], ...] = (
+    ("kind", lambda c: _code(c.kind)),
+    ("level", lambda c: c.level),
+    ("speed_kmh", lambda c: c.speed_kmh),
+    ("over_limit_kmh", lambda c: c.speed_kmh - c.speed_limit_kmh),
+    ("vehicle_class", lambda c: _code(c.vehicle_class)),
+    ("load", lambda c: _code(c.load)),
+    ("night", lambda c: c.night),
+    ("hour_local", lambda c: (c.ts / 3600.0 + local_utc_offset_h()) % 24.0),
+    *((f"zone_{z}", _zone(j)) for j, z in enumerate(ZONE_KINDS)),
+    ("recurrence", lambda c: c.recurrence),
+    ("recent_alarms", lambda c: c.recent_alarms),
+    ("continuous_driving_h", lambda c: c.continuous_driving_s / 3600.0),
+    ("driving_today_h", lambda c: c.driving_today_s / 3600.0),
+    ("derived", lambda c: c.derived),
+    ("base", lambda c: _code(c.base)),
+    ("tire_conditions", lambda c: c.tire_conditions),
+    ("driver_alarms_per_h", _driver_rate),
+    ("driver_hours", lambda c: _not_negative(c.driver_hours)),
+)
+FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in FORMULAS)
+_FUNCTIONS = tuple(f for _, f in FORMULAS)
+_F = {name: i for i, name in enumerate(FEATURE_NAMES)}
+
+#: Feature groups for explanations, each said in words by :func:`describe_group`.
+GROUPS: dict[str, tuple[int, ...]] = {
+    "kind": (_F["kind"], _F["level"], _F["derived"], _F["base"]),
+    "speed": (_F["speed_kmh"], _F["over_limit_kmh"]),
+    "vehicle": (_F["vehicle_class"], _F["load"]),
+    "time": (_F["night"], _F["hour_local"]),
+    "zone": tuple(_F[f"zone_{z}"] for z in ZONE_KINDS),
+    "recurrence": (_F["recurrence"], _F["recent_alarms"]),
+    "driving": (_F["continuous_driving_h"], _F["driving_today_h"]),
+    "tires": (_F["tire_conditions"],),
+    "driver": (_F["driver_alarms_per_h"], _F["driver_hours"]),
+}
 
 
 def matrix_from_columns(c: Columns) -> F64:
     """The feature matrix, one row per snapshot, columns in :data:`FEATURE_NAMES` order."""
-    n = len(c)
-    x = np.empty((n, len(FEATURE_NAMES)), np.float64)
-    x[:, _F["kind"]] = _code(c.kind)
-    x[:, _F["level"]] = c.level
-    x[:, _F["speed_kmh"]] = c.speed_kmh
-    x[:, _F["over_limit_kmh"]] = c.speed_kmh - c.speed_limit_kmh
-    x[:, _F["vehicle_class"]] = _code(c.vehicle_class)
-    x[:, _F["load"]] = _code(c.load)
-    x[:, _F["night"]] = c.night
-    x[:, _F["hour_local"]] = (c.ts / 3600.0 + local_utc_offset_h()) % 24.0
-    for j, z in enumerate(ZONE_KINDS):
-        x[:, _F[f"zone_{z}"]] = (c.zones >> j) & 1
-    x[:, _F["recurrence"]] = c.recurrence
-    x[:, _F["recent_alarms"]] = c.recent_alarms
-    x[:, _F["continuous_driving_h"]] = c.continuous_driving_s / 3600.0
-    x[:, _F["driving_today_h"]] = c.driving_today_s / 3600.0
-    x[:, _F["derived"]] = c.derived
-    x[:, _F["base"]] = _code(c.base)
-    x[:, _F["tire_conditions"]] = c.tire_conditions
-    hours = np.maximum(c.driver_hours, 0.0)
-    x[:, _F["driver_alarms_per_h"]] = (c.driver_alarms + PRIOR_RATE_PER_H * PRIOR_HOURS) / (
-        hours + PRIOR_HOURS
-    )
-    x[:, _F["driver_hours"]] = hours
+    x = np.empty((len(c), len(FEATURE_NAMES)), np.float64)
+    for j, formula in enumerate(_FUNCTIONS):
+        x[:, j] = formula(c)
     return x
 
 
+def feature_rows(rows: Sequence[Row]) -> list[list[float]]:
+    """The same features for a few rows, in plain Python (the serving path)."""
+    return [[float(formula(r)) for formula in _FUNCTIONS] for r in rows]
+
+
 def features_matrix(inputs: Sequence[GradingInput]) -> F64:
-    """Snapshots → feature matrix: what serving calls, and training (via Columns) too."""
-    return matrix_from_columns(columns_from_inputs(inputs))
+    """Snapshots → feature matrix, as serving computes it."""
+    rows = feature_rows([read_row(x) for x in inputs])
+    return np.array(rows, np.float64).reshape(len(rows), len(FEATURE_NAMES))
 
 
 # ---- explanations ----------------------------------------------------------------------
@@ -278,46 +312,48 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def describe_group(group: str, c: Columns, i: int) -> str:
-    """Row ``i``'s values of a feature group, in a dispatcher's words."""
+def _hour_local(r: Row) -> float:
+    return float((r.ts / 3600.0 + local_utc_offset_h()) % 24.0)
+
+
+def describe_group(group: str, r: Row) -> str:
+    """A snapshot's values of a feature group, in a dispatcher's words."""
     if group == "kind":
-        k = int(c.kind[i])
-        text = KINDS[k].replace("_", " ") if k >= 0 else "unknown kind"
-        return f"{text} L{c.level[i]}" if c.level[i] else text
+        text = KINDS[r.kind].replace("_", " ") if r.kind >= 0 else "unknown kind"
+        return f"{text} L{r.level}" if r.level else text
     if group == "speed":
-        over = float(c.speed_kmh[i] - c.speed_limit_kmh[i])
-        text = f"{c.speed_kmh[i]:.0f} km/h"
+        over = r.speed_kmh - r.speed_limit_kmh
+        text = f"{r.speed_kmh:.0f} km/h"
         return f"{text}, {over:.0f} over the limit" if over > 0 else text
     if group == "vehicle":
-        load = int(c.load[i])
-        cls = VEHICLE_CLASSES[c.vehicle_class[i]] if c.vehicle_class[i] >= 0 else "vehicle"
+        cls = VEHICLE_CLASSES[r.vehicle_class] if r.vehicle_class >= 0 else "vehicle"
+        load = r.load
         return f"{cls}, {LOADS[load]} load" if load >= 0 and LOADS[load] != "unknown" else cls
     if group == "time":
-        hour = int((c.ts[i] / 3600.0 + local_utc_offset_h()) % 24.0)
-        return f"night ({hour:02d} h)" if c.night[i] else f"daytime ({hour:02d} h)"
+        hour = int(_hour_local(r))
+        return f"night ({hour:02d} h)" if r.night else f"daytime ({hour:02d} h)"
     if group == "zone":
-        kinds = sorted(c.zone_kinds(i))
+        kinds = sorted(_zone_kinds(r.zones))
         return (
             "in " + ", ".join(k.replace("_", " ") + " zone" for k in kinds)
             if kinds
             else ("outside any zone")
         )
     if group == "recurrence":
-        return f"{_ordinal(int(c.recurrence[i]))} in 30 min, {c.recent_alarms[i]} alarms in all"
+        return f"{_ordinal(r.recurrence)} in 30 min, {r.recent_alarms} alarms in all"
     if group == "driving":
-        return f"{c.continuous_driving_s[i] / 3600.0:.1f} h without a break"
+        return f"{r.continuous_driving_s / 3600.0:.1f} h without a break"
     if group == "tires":
-        n = int(c.tire_conditions[i])
+        n = r.tire_conditions
         return f"{n} tire condition{'s' if n != 1 else ''}" if n else "tires normal"
     if group == "driver":
-        hours = max(float(c.driver_hours[i]), 0.0)
-        rate = (c.driver_alarms[i] + PRIOR_RATE_PER_H * PRIOR_HOURS) / (hours + PRIOR_HOURS)
-        return f"driver's history: {rate:.1f} alarms/h over {hours:.1f} h"
+        hours = _not_negative(r.driver_hours)
+        return f"driver's history: {_driver_rate(r):.1f} alarms/h over {hours:.1f} h"
     raise KeyError(group)
 
 
 def top_factors(
-    contributions: F64, c: Columns, k: int = 3, min_logit: float = 0.05
+    contributions: F64, rows: Sequence[Row], k: int = 3, min_logit: float = 0.05
 ) -> list[list[str]]:
     """Per row, the ``k`` groups that raised the risk most, in words with their odds factor.
 
@@ -326,13 +362,13 @@ def top_factors(
     """
     names = list(GROUPS)
     out: list[list[str]] = []
-    order = np.argsort(-contributions, axis=1)[:, :k]
-    for i in range(len(contributions)):
+    order = np.argsort(-contributions, axis=1)[:, :k].tolist()
+    for r, parts, top in zip(rows, contributions.tolist(), order, strict=True):
         words = []
-        for j in order[i]:
-            value = float(contributions[i, j])
+        for j in top:
+            value = parts[j]
             if value < min_logit:
                 break
-            words.append(f"{describe_group(names[j], c, i)} (×{np.exp(value):.1f} odds)")
+            words.append(f"{describe_group(names[j], r)} (×{math.exp(value):.1f} odds)")
         out.append(words)
     return out

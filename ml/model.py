@@ -5,8 +5,9 @@ and calibrates its log-odds on the other 20 % (Platt scaling: a logistic regress
 the trees' raw score, monotone, so the ranking the bands rely on is kept). The bands are
 then read off those held-out probabilities (:func:`choose_bands`).
 
-Serving uses :class:`SeverityModel` only: ``predict_proba`` is one vectorised tree
-evaluation plus a sigmoid, whatever the batch size.
+Serving uses :class:`SeverityModel` only: ``assess_rows`` walks the compiled trees
+(``ml/compiled.py``) once per micro-batch for probabilities and explanations;
+``predict_proba`` is scikit-learn's own evaluation, which tests hold the compiled one to.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from ml.features import (
     FEATURE_NAMES,
     Columns,
     columns_from_inputs,
+    feature_rows,
     matrix_from_columns,
+    read_row,
     top_factors,
 )
 from telematics.classify.alarms import SEVERITY_RANK
@@ -132,7 +135,13 @@ class SeverityModel:
         """Probabilities and, per row, the log-odds each feature group adds over the
         average training alarm (rows × GROUPS, path attribution: ``ml/compiled.py``),
         from one walk of the compiled trees."""
-        raw, parts = compiled.score(x)
+        return self.assess_rows(x.tolist(), compiled)
+
+    def assess_rows(
+        self, rows: Sequence[Sequence[float]], compiled: CompiledTrees
+    ) -> tuple[F64, F64]:
+        """:meth:`assess` for feature rows of plain numbers (``features.feature_rows``)."""
+        raw, parts = compiled.score_rows(rows)
         contributions: F64 = self.platt_a * parts
         return _sigmoid(self.platt_a * raw + self.platt_b), contributions
 
@@ -144,8 +153,8 @@ class SeverityModel:
         """The top factors that raised each alarm's risk, in words."""
         if not inputs:
             return []
-        cols = columns_from_inputs(inputs)
-        return top_factors(self.contributions(matrix_from_columns(cols)), cols, k)
+        rows = [read_row(x) for x in inputs]
+        return top_factors(self.assess_rows(feature_rows(rows), self.compile())[1], rows, k)
 
 
 def _sigmoid(logit: F64) -> F64:

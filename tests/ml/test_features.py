@@ -12,6 +12,7 @@ from ml.features import (
     columns_from_inputs,
     features_matrix,
     matrix_from_columns,
+    read_row,
     top_factors,
 )
 from ml.synth import generate
@@ -20,11 +21,21 @@ from telematics.classify.context import GradingInput
 
 def test_train_and_serve_compute_the_same_matrix() -> None:
     alarms = generate(3000, seed=5)
+    inputs = alarms.columns.to_inputs()
+    inputs += [  # what the generator never makes: unknown values, no limit, odd hours
+        _input(kind="not_a_kind", load="sideways", vehicle_class="tram", speed_limit_kmh=None),
+        _input(level=None, zone_kinds=frozenset({"nowhere"}), driver_hours=-1.0, base="x"),
+    ]
     direct = matrix_from_columns(alarms.columns)
-    served = features_matrix(alarms.columns.to_inputs())
-    assert direct.shape == (3000, len(FEATURE_NAMES))
-    np.testing.assert_array_equal(np.isnan(direct), np.isnan(served))
-    np.testing.assert_allclose(np.nan_to_num(direct), np.nan_to_num(served), rtol=0, atol=1e-9)
+    served = features_matrix(inputs)  # serving's path: rows of plain numbers
+    assert served.shape == (3002, len(FEATURE_NAMES))
+    np.testing.assert_array_equal(np.isnan(direct), np.isnan(served[:3000]))
+    np.testing.assert_allclose(
+        np.nan_to_num(direct), np.nan_to_num(served[:3000]), rtol=0, atol=1e-9
+    )  # (to_inputs rounds ts to the microsecond)
+    # The same inputs through the columns path: the very same numbers, unknowns included.
+    np.testing.assert_array_equal(matrix_from_columns(columns_from_inputs(inputs)), served)
+    assert features_matrix([]).shape == (0, len(FEATURE_NAMES))
 
 
 def _input(**changes: object) -> GradingInput:
@@ -56,13 +67,13 @@ def test_unknown_values_are_missing_not_wrong() -> None:
 
 
 def test_top_factors_in_words() -> None:
-    cols = columns_from_inputs([_input(), _input(night=False)])
+    rows = [read_row(_input()), read_row(_input(night=False))]
     contrib = np.zeros((2, len(GROUPS)))
     names = list(GROUPS)
     contrib[0, names.index("time")] = 1.0
     contrib[0, names.index("kind")] = 0.5
     contrib[0, names.index("zone")] = -2.0  # lowered the risk: never a "top factor"
     contrib[1, names.index("driving")] = 0.7
-    words = top_factors(contrib, cols, k=3)
+    words = top_factors(contrib, rows, k=3)
     assert words[0] == ["night (00 h) (×2.7 odds)", "phone call L2 (×1.6 odds)"]
     assert words[1] == ["4.0 h without a break (×2.0 odds)"]
