@@ -84,6 +84,7 @@ class DeviceConnection:
         kind = msg.type
         if kind is WSMsgType.TEXT:
             rest = self._frame(msg.data)
+            self.hub.grading.grade_due()
             if rest is not None:
                 await rest
         elif kind is WSMsgType.PING:
@@ -103,9 +104,11 @@ class DeviceConnection:
         """A text frame straight from the parser (inside aiohttp's ``data_received``)."""
         self.last_activity = time.monotonic()
         try:
-            return self._frame(data)
+            rest = self._frame(data)
         except Exception as exc:  # raised again in this connection's task (see device.py)
             return _raise(exc)
+        self.hub.grading.grade_due()  # other frames' alarms that waited long enough
+        return rest
 
     def _frame(self, data: bytes, rate_checked: bool = False) -> Awaitable[None] | None:
         """Handle one text frame as far as it goes without waiting; None if that was all,

@@ -213,6 +213,36 @@ async def test_grades_are_handed_over_in_the_turn_of_the_model_call(
     assert got == [service.grader.grade_many([x()])]
 
 
+async def test_alarms_that_waited_max_wait_are_graded_before_the_turn_ends(
+    models: tuple[Path, str],
+) -> None:
+    """``grade_due`` (after every frame) grades what is waiting once the oldest alarm has
+    waited ``max_wait_s``, all of it in one call; before that it leaves it to the turn."""
+    service = GradingService(POLICY, models[0])
+    await service.load()
+    calls: list[int] = []
+    real = service.grader.grade_many
+
+    def counting(inputs: Sequence[GradingInput]) -> list[Graded]:
+        calls.append(len(inputs))
+        return real(inputs)
+
+    service.grader.grade_many = counting  # type: ignore[method-assign]
+    got: list[list[Graded]] = []
+    service.max_wait_s = 3600.0
+    service.grade_later([x()], got.append, print)
+    service.grade_due()
+    assert calls == [] and got == []  # not waited long enough: left to the turn's end
+    service.grade_later([x("smoking", 1)], got.append, print)
+    service.max_wait_s = 0.0
+    service.grade_due()
+    assert calls == [2]  # both frames, one call, before the turn ended
+    assert got == [real([x()]), real([x("smoking", 1)])]
+    await asyncio.sleep(0)  # the turn's own call finds nothing left
+    service.grade_due()  # nothing waiting: nothing to do
+    assert calls == [2]
+
+
 async def test_hot_swap_and_back_to_the_rules(
     models: tuple[Path, str], model: SeverityModel, caplog: pytest.LogCaptureFixture
 ) -> None:
