@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -138,10 +138,14 @@ async def test_rules_grade_inline_when_there_is_no_model(tmp_path: Path) -> None
     assert graded.severity == RulesGrader(POLICY).grade_one(x()).severity
 
 
-async def test_one_model_call_per_loop_turn(models: tuple[Path, str]) -> None:
+GradeMany = Callable[[Sequence[GradingInput]], list[Graded]]
+
+
+async def counting_calls(models: tuple[Path, str]) -> tuple[GradingService, list[int], GradeMany]:
+    """A service grading by the model, each model call's size noted in the list; and the
+    model's own ``grade_many``."""
     service = GradingService(POLICY, models[0])
     await service.load()
-    assert service.batched and service.model_version == models[1]
     calls: list[int] = []
     real = service.grader.grade_many
 
@@ -150,6 +154,12 @@ async def test_one_model_call_per_loop_turn(models: tuple[Path, str]) -> None:
         return real(inputs)
 
     service.grader.grade_many = counting  # type: ignore[method-assign]
+    return service, calls, real
+
+
+async def test_one_model_call_per_loop_turn(models: tuple[Path, str]) -> None:
+    service, calls, real = await counting_calls(models)
+    assert service.batched and service.model_version == models[1]
     frames = [[x(recurrence=2)], [x("phone_call", 1), x("smoking", 1)], [x("collision", None)]]
     results = await asyncio.gather(*(service.grade(f) for f in frames))
     assert calls == [4]  # three frames, one call
@@ -218,16 +228,7 @@ async def test_alarms_that_waited_max_wait_are_graded_before_the_turn_ends(
 ) -> None:
     """``grade_due`` (after every frame) grades what is waiting once the oldest alarm has
     waited ``max_wait_s``, all of it in one call; before that it leaves it to the turn."""
-    service = GradingService(POLICY, models[0])
-    await service.load()
-    calls: list[int] = []
-    real = service.grader.grade_many
-
-    def counting(inputs: Sequence[GradingInput]) -> list[Graded]:
-        calls.append(len(inputs))
-        return real(inputs)
-
-    service.grader.grade_many = counting  # type: ignore[method-assign]
+    service, calls, real = await counting_calls(models)
     got: list[list[Graded]] = []
     service.max_wait_s = 3600.0
     service.grade_later([x()], got.append, print)
