@@ -199,6 +199,7 @@ def read_row(x: GradingInput) -> Row:
 
 
 def columns_from_rows(rows: Sequence[Row]) -> Columns:
+    """Rows into columns (a Row's fields are Columns' fields, in order: a test checks)."""
     if not rows:
         return Columns(*(np.empty(0, dtype) for dtype in _DTYPES))
     by_field = zip(*rows, strict=True)  # each Row has every field
@@ -242,6 +243,10 @@ def _driver_rate(c: Any) -> Any:
     return (c.driver_alarms + PRIOR_RATE_PER_H * PRIOR_HOURS) / (hours + PRIOR_HOURS)
 
 
+def _hour_local(c: Any) -> Any:
+    return (c.ts / 3600.0 + local_utc_offset_h()) % 24.0
+
+
 def _zone(j: int) -> Callable[[Any], Any]:
     return lambda c: (c.zones >> j) & 1
 
@@ -255,7 +260,7 @@ FORMULAS: tuple[tuple[str, Callable[[Any], Any]], ...] = (
     ("vehicle_class", lambda c: _code(c.vehicle_class)),
     ("load", lambda c: _code(c.load)),
     ("night", lambda c: c.night),
-    ("hour_local", lambda c: (c.ts / 3600.0 + local_utc_offset_h()) % 24.0),
+    ("hour_local", _hour_local),
     *((f"zone_{z}", _zone(j)) for j, z in enumerate(ZONE_KINDS)),
     ("recurrence", lambda c: c.recurrence),
     ("recent_alarms", lambda c: c.recent_alarms),
@@ -310,10 +315,6 @@ def features_matrix(inputs: Sequence[GradingInput]) -> F64:
 def _ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
-
-
-def _hour_local(r: Row) -> float:
-    return float((r.ts / 3600.0 + local_utc_offset_h()) % 24.0)
 
 
 def describe_group(group: str, r: Row) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC, datetime
 
 import numpy as np
@@ -9,6 +10,8 @@ import numpy as np
 from ml.features import (
     FEATURE_NAMES,
     GROUPS,
+    Columns,
+    Row,
     columns_from_inputs,
     features_matrix,
     matrix_from_columns,
@@ -36,6 +39,7 @@ def test_train_and_serve_compute_the_same_matrix() -> None:
     # The same inputs through the columns path: the very same numbers, unknowns included.
     np.testing.assert_array_equal(matrix_from_columns(columns_from_inputs(inputs)), served)
     assert features_matrix([]).shape == (0, len(FEATURE_NAMES))
+    assert Row._fields == tuple(f.name for f in fields(Columns))  # read positionally
 
 
 def _input(**changes: object) -> GradingInput:
