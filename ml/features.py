@@ -359,7 +359,7 @@ def top_factors(
     """Per row, the ``k`` groups that raised the risk most, in words with their odds factor.
 
     ``contributions`` is (rows × :data:`GROUPS`) in log-odds, in ``GROUPS`` order (what
-    ``SeverityModel.contributions`` returns); groups that lowered the risk are left out.
+    ``SeverityModel.assess`` returns second); groups that lowered the risk are left out.
     """
     names = list(GROUPS)
     out: list[list[str]] = []

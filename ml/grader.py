@@ -53,7 +53,7 @@ class ModelGrader:
             ]
         model = self.loaded.model
         rows = [read_row(x) for x in inputs]
-        proba, contributions = model.assess_rows(feature_rows(rows), self.compiled)
+        proba, contributions = model.assess(feature_rows(rows), self.compiled)
         factors = top_factors(contributions, rows, self.factors)
         codes = model.bands.codes(proba)
         out: list[Graded] = []

@@ -5,7 +5,7 @@ and calibrates its log-odds on the other 20 % (Platt scaling: a logistic regress
 the trees' raw score, monotone, so the ranking the bands rely on is kept). The bands are
 then read off those held-out probabilities (:func:`choose_bands`).
 
-Serving uses :class:`SeverityModel` only: ``assess_rows`` walks the compiled trees
+Serving uses :class:`SeverityModel` only: ``assess`` walks the compiled trees
 (``ml/compiled.py``) once per micro-batch for probabilities and explanations;
 ``predict_proba`` is scikit-learn's own evaluation, which tests hold the compiled one to.
 """
@@ -131,30 +131,20 @@ class SeverityModel:
         """The trees as generated code: fast on small batches, explanations with each leaf."""
         return CompiledTrees.from_estimator(self.trees)
 
-    def assess(self, x: F64, compiled: CompiledTrees) -> tuple[F64, F64]:
+    def assess(self, rows: Sequence[Sequence[float]], compiled: CompiledTrees) -> tuple[F64, F64]:
         """Probabilities and, per row, the log-odds each feature group adds over the
         average training alarm (rows × GROUPS, path attribution: ``ml/compiled.py``),
-        from one walk of the compiled trees."""
-        return self.assess_rows(x.tolist(), compiled)
-
-    def assess_rows(
-        self, rows: Sequence[Sequence[float]], compiled: CompiledTrees
-    ) -> tuple[F64, F64]:
-        """:meth:`assess` for feature rows of plain numbers (``features.feature_rows``)."""
+        from one walk of the compiled trees over feature rows (``features.feature_rows``)."""
         raw, parts = compiled.score_rows(rows)
         contributions: F64 = self.platt_a * parts
         return _sigmoid(self.platt_a * raw + self.platt_b), contributions
-
-    def contributions(self, x: F64) -> F64:
-        """The second half of :meth:`assess`, compiling the trees first (offline use)."""
-        return self.assess(x, self.compile())[1]
 
     def explain(self, inputs: Sequence[GradingInput], k: int = 3) -> list[list[str]]:
         """The top factors that raised each alarm's risk, in words."""
         if not inputs:
             return []
         rows = [read_row(x) for x in inputs]
-        return top_factors(self.assess_rows(feature_rows(rows), self.compile())[1], rows, k)
+        return top_factors(self.assess(feature_rows(rows), self.compile())[1], rows, k)
 
 
 def _sigmoid(logit: F64) -> F64:
